@@ -1,0 +1,68 @@
+# zhice — two commands do all set-up: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint unit model index bench eval clean browser
+
+run: index
+	$(BIN)/zhice serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) model lint browser
+	$(BIN)/python -m pytest
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned in constraints.txt to the CPU build, so pip never pulls CUDA wheels.
+	$(BIN)/pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Debian's Chromium and ChromeDriver for the widget's browser test, and a CJK font so its
+# screenshot shows Chinese. Installed only when missing and we are root; otherwise a loud
+# warning, and tests/test_widget_browser.py skips.
+BROWSER_FILES := /usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+browser:
+	@if ls $(BROWSER_FILES) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the browser test"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			chromium chromium-driver fonts-wqy-microhei \
+		|| echo "WARNING: could not install chromium; the browser test will be SKIPPED"; \
+	else \
+		echo "WARNING: chromium, chromedriver or a CJK font missing and not root:"; \
+		echo "WARNING: apt-get install chromium chromium-driver fonts-wqy-microhei,"; \
+		echo "WARNING: or the browser test is SKIPPED"; \
+	fi
+
+model: $(STAMP)
+	$(BIN)/zhice prepare-model
+
+index: model
+	$(BIN)/zhice ingest
+
+lint: $(STAMP)
+	$(BIN)/ruff check ingest service tests
+	$(BIN)/ruff format --check ingest service tests
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+eval: index
+	$(BIN)/zhice eval eval/questions.jsonl --report reports/eval
+
+# CMRC 2018 dev: 848 paragraphs, 3,219 questions; the index is kept in build/cmrc.
+CMRC ?= ../shared/benchmarks/cmrc2018/cmrc2018_dev.json
+.PHONY: bench-cmrc
+bench-cmrc: model
+	$(BIN)/zhice eval --cmrc $(CMRC) --cmrc-workdir build/cmrc --report reports/cmrc
+
+bench: index
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) index .pytest_cache .mypy_cache .ruff_cache *.egg-info

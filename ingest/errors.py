@@ -1,0 +1,42 @@
+"""Errors raised by core code; each carries the HTTP status and code clients see."""
+
+from __future__ import annotations
+
+
+class ZhiceError(Exception):
+    """Base error: a message meant for people, plus a stable machine-readable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ModelNotFoundError(ZhiceError):
+    """The configured embedding model cannot be loaded."""
+
+    status = 503
+    code = "model_not_found"
+
+
+class IndexMissingError(ZhiceError):
+    """No index has been built yet."""
+
+    status = 503
+    code = "index_missing"
+
+
+class IndexIncompatibleError(ZhiceError):
+    """The index on disk was built by another model, format or corpus."""
+
+    status = 503
+    code = "index_incompatible"
+
+
+class CorpusError(ZhiceError):
+    """The corpus cannot be read."""
+
+    status = 400
+    code = "corpus_error"

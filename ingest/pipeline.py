@@ -1,0 +1,159 @@
+"""Ingestion: corpus → chunks → embeddings → index, skipping work that is unchanged."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ingest.bm25 import BM25
+from ingest.chunking import ChunkerParams, chunk_document
+from ingest.embedding import Embedder, Vectors
+from ingest.errors import ZhiceError
+from ingest.loaders import corpus_files, load_document
+from ingest.store import (
+    FORMAT_VERSION,
+    Manifest,
+    VectorIndex,
+    load_index,
+    read_manifest,
+    write_index,
+)
+from ingest.tokenize import Tokenizer, fingerprint
+from ingest.types import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingestion run did."""
+
+    rebuilt: bool
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    seconds: float
+    path: Path
+
+
+def load_corpus(corpus_dir: Path) -> list[Document]:
+    """Every readable report in the corpus directory."""
+    return [load_document(path) for path in corpus_files(corpus_dir)]
+
+
+def is_current(manifest: Manifest | None, documents: Sequence[Document], model: str) -> bool:
+    """True when the index was built from exactly these documents with this model."""
+    return (
+        manifest is not None
+        and manifest.model == model
+        and dict(manifest.chunker) == _analysis()
+        and dict(manifest.corpus) == {d.source: d.sha256 for d in documents}
+    )
+
+
+def ingest(
+    corpus_dir: Path,
+    index_dir: Path,
+    model: str,
+    embedder: Callable[[], Embedder],
+    *,
+    batch_size: int = 16,
+    force: bool = False,
+    progress: bool = True,
+) -> IngestResult:
+    """Build the index for the corpus unless it is already current.
+
+    `embedder` is called only when something must be embedded, so an unchanged
+    corpus never loads the model.
+    """
+    began = time.perf_counter()
+    documents = load_corpus(corpus_dir)
+    if not documents:
+        raise ZhiceError(f"no .txt/.md reports found in {corpus_dir}")
+    if not force and is_current(read_manifest(index_dir), documents, model):
+        log.info("index in %s is up to date; nothing to do", index_dir)
+        manifest = read_manifest(index_dir)
+        count = manifest.chunk_count if manifest else 0
+        return IngestResult(False, len(documents), count, 0, count, 0.0, index_dir)
+    chunks = []
+    for doc in documents:
+        found = chunk_document(doc)
+        if not found:
+            log.warning("%s has no text to index; it will not be searchable", doc.source)
+        chunks.extend(found)
+    model_impl = embedder()
+    previous = _previous_vectors(index_dir, model)
+    vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
+    tokenizer = Tokenizer()
+    bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
+    index = VectorIndex.build(vectors)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        model=model,
+        dimension=model_impl.dimension,
+        chunker=_analysis(),
+        corpus={d.source: d.sha256 for d in documents},
+        chunk_count=len(chunks),
+        index_type=index.kind,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        build_seconds=round(time.perf_counter() - began, 3),
+    )
+    path = write_index(index_dir, manifest, documents, chunks, index, bm25)
+    seconds = time.perf_counter() - began
+    log.info("indexed %d chunks (%d embedded) in %.1f s", len(chunks), embedded, seconds)
+    return IngestResult(
+        True, len(documents), len(chunks), embedded, len(chunks) - embedded, seconds, path
+    )
+
+
+def _analysis() -> dict[str, object]:
+    """Chunking parameters and the tokeniser's dictionaries: changing either rebuilds."""
+    return {**asdict(ChunkerParams()), "tokenizer": fingerprint()}
+
+
+def _previous_vectors(index_dir: Path, model: str) -> dict[str, Vectors]:
+    """Vectors of the current index by chunk id, to avoid re-embedding unchanged text."""
+    try:
+        old = load_index(index_dir, model)
+    except ZhiceError:
+        return {}
+    stored = old.vectors.vectors()
+    return {_content_key(chunk): stored[i] for i, chunk in enumerate(old.chunks)}
+
+
+def _embed(
+    chunks: Sequence[Chunk],
+    embedder: Embedder,
+    previous: dict[str, Vectors],
+    batch_size: int,
+    progress: bool,
+) -> tuple[Vectors, int]:
+    vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
+    todo = []
+    for i, chunk in enumerate(chunks):
+        old = previous.get(_content_key(chunk))
+        if old is not None and old.shape == (embedder.dimension,):
+            vectors[i] = old
+        else:
+            todo.append(i)
+    # Similar lengths batch together, so little padding is computed.
+    todo.sort(key=lambda i: len(chunks[i].search_text))
+    bar = tqdm(total=len(todo), desc="embedding", unit="chunk", disable=not progress)
+    for lo in range(0, len(todo), batch_size):
+        batch = todo[lo : lo + batch_size]
+        vectors[batch] = embedder.embed_documents([chunks[i].search_text for i in batch])
+        bar.update(len(batch))
+    bar.close()
+    return vectors, len(todo)
+
+
+def _content_key(chunk: Chunk) -> str:
+    """The content-hash part of a chunk id: equal text, equal vector."""
+    return chunk.chunk_id.rsplit(":", 1)[1]

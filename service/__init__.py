@@ -1,0 +1,1 @@
+"""zhice read path: retrieval, answer composition and the HTTP service."""

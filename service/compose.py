@@ -1,0 +1,355 @@
+"""The extractive answer composer: verbatim sentences or table rows, each cited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ingest.bm25 import BM25
+from ingest.text import normalize, sentence_spans
+from ingest.tokenize import Tokenizer
+from ingest.types import Chunk, Citation, Document, Hit, table_row_sentence
+
+REFUSAL = "知识库中没有找到能回答这个问题的内容。"
+_LIST_QUESTION = re.compile(r"哪些|列举|列出|有几|几项|几个|都有|清单|盘点")
+# Compound questions: inner question marks split parts; 分别/各 over several anchors.
+_PART_BREAK = re.compile(r"[？?；;]")
+_EACH = re.compile(r"分别|各自|各有|各是|各为|各")
+_MIN_PART = 4
+# What kind of answer a question wants, and what such an answer must contain.
+_ASKS_MONEY = re.compile(
+    r"(钱|金额|资金|额度|投资|价格|费用|补贴|奖励|资助).{0,6}(多少|多大|几)|多少钱"
+)
+_ASKS_AMOUNT = re.compile(r"多少|多大|多长|多高|多久|比例|占比|几成|几倍")
+# "Which policies…" lists must list policies, not whatever mentions the topic.
+_ASKS_POLICIES = re.compile(r"哪些[^，。？?]{0,16}(政策|文件|措施|方案|意见|规划|法规)[？?]?$")
+_POLICY = re.compile(r"《|政策|方案|意见|措施|办法|规划|条例|通知|policy")
+_ASKS_DATE = re.compile(r"哪天|哪一天|何时|什么时候|哪年|哪一年|几月|几号|日期")
+_MONEY = re.compile(r"\d[\d.,]*\s*(万|亿)?元|[一二两三四五六七八九十百千万亿]+元")
+# An amount is a number with a unit or a percentage; 2024年 and 3月 are dates, not
+# amounts, but 连续34年 is one.
+_AMOUNT = re.compile(
+    r"\d[\d.,]*\s*(%|％|倍|亿|万|千|百|个|家|项|条|元|张|块|台|座|人|天|次|成|种|类|款|名|位|所|卡|"
+    r"p|eflops|flops|pflops|tflops|b|gb|tb|w|瓦|度|分)|(?<!\d)\d{1,3}\s*年|\d\.\d+e\+\d+|"
+    r"[一二两三四五六七八九十百千]+[亿万倍个家项条元成]",
+    re.IGNORECASE,
+)
+# The words just before 多少/多大 name what is measured (缺口, 参数量, 投资); an answer
+# that never mentions it answers something else.
+_AMOUNT_WORD = re.compile(
+    r"(是|有|为|达到|达|约|大约|会达到|能达到|了)?(多少|多大|多长|多高|多久)(?=[？?。，,]|$)"
+)
+_YEAR = re.compile(r"^(19|20)\d\d$")
+_DATE = re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{4}[-/.]\d{1,2}|[一二三四五六七八九十]+月")
+
+# How many passages the composer reads, and how close to the best a candidate must
+# score to be added: close enough that it answers the same question, not a side issue.
+_READ_PASSAGES = 5
+_LIST_RATIO = 0.8
+_EXTRA_RATIO = 0.9
+_MAX_LIST_ITEMS = 12
+_HEADING_CHARS = 40
+_SENTENCE_ENDS = tuple("。！？；!?;…：:")
+# Evidence multipliers. An anchor (place, name, year) the reports never mention
+# almost certainly puts the question out of scope; one the answer lacks, probably;
+# a "how much"/"when" question answered without an amount/date is not answered.
+_UNKNOWN_ANCHOR = 0.3
+_MISSING_ANCHOR = 0.4
+_UNTYPED = 0.4
+_UNFOCUSED = 0.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence or table row that might answer the question."""
+
+    chunk: Chunk
+    start: int
+    end: int
+    display: str
+    text: str  # normalised title, context and display, for matching
+    coverage: float
+    typed: bool  # holds the kind of answer asked for (a date, an amount, money)
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The composed answer; `evidence` in [0, 1] is what refusal is decided on."""
+
+    text: str
+    refused: bool
+    citations: list[Citation]
+    evidence: float
+    intent: str
+
+
+@dataclass(frozen=True)
+class _Need:
+    """What the question asks for, derived once per question."""
+
+    weights: Mapping[str, float]  # question term -> idf
+    anchors: Sequence[str]
+    wants: re.Pattern[str] | None
+    focus: str | None = None  # what a "how much" question measures
+
+
+def is_list_question(question: str) -> bool:
+    """True for 哪些/列举-style questions that want every matching item."""
+    return bool(_LIST_QUESTION.search(question))
+
+
+class Composer:
+    """Picks the sentences of the top passages that best cover the question."""
+
+    def __init__(
+        self,
+        documents: Mapping[str, Document],
+        tokenizer: Tokenizer,
+        bm25: BM25,
+        threshold: float,
+    ) -> None:
+        self.documents = documents
+        self.tokenizer = tokenizer
+        self.bm25 = bm25
+        self.threshold = threshold
+
+    def compose(self, question: str, tokens: Sequence[str], hits: Sequence[Hit]) -> Answer:
+        """Answer from hits, or refuse when the evidence is below the threshold."""
+        intent = "list" if is_list_question(question) else "fact"
+        parts = self._parts(question)
+        if len(parts) > 1:
+            intent = "multi"
+            chosen, evidence = self._answer_parts(parts, hits)
+        else:
+            need = self._need(question, tokens)
+            candidates = self._candidates(need, hits[:_READ_PASSAGES])
+            if not candidates:
+                return Answer(REFUSAL, True, [], 0.0, intent)
+            chosen = _choose(candidates, intent)
+            evidence = self.evidence(need, hits, chosen, intent)
+        if not chosen or evidence < self.threshold:
+            return Answer(REFUSAL, True, [], evidence, intent)
+        text, citations = self._render(chosen, intent)
+        return Answer(text, False, citations, evidence, intent)
+
+    def _need(self, question: str, tokens: Sequence[str], anchors: Sequence[str] = ()) -> _Need:
+        return _Need(
+            weights={t: self.bm25.term_idf(t) for t in set(tokens)},
+            anchors=list(anchors) or self.tokenizer.anchors(question),
+            wants=_wanted_answer(question),
+            focus=self._focus(question),
+        )
+
+    def _parts(self, question: str) -> list[_Need]:
+        """Sub-questions of a compound question, each answered by its own sentence.
+
+        "X叫什么？Y最高多少？" splits at the inner question mark; "杭州和成都…分别奖励多少"
+        becomes one part per place (or other anchor).
+        """
+        pieces = [p for p in _PART_BREAK.split(question) if len(p.strip()) >= _MIN_PART]
+        if len(pieces) > 1:
+            return [self._need(p, self.tokenizer.tokenize(p)) for p in pieces]
+        anchors = self.tokenizer.anchors(question)
+        if len(anchors) > 1 and _EACH.search(question):
+            tokens = self.tokenizer.tokenize(question)
+            return [self._need(question, tokens, [a]) for a in anchors]
+        return []
+
+    def _answer_parts(
+        self, parts: Sequence[_Need], hits: Sequence[Hit]
+    ) -> tuple[list[Candidate], float]:
+        """The best sentence for each part; the evidence is the parts' mean."""
+        chosen: list[Candidate] = []
+        strengths = []
+        for need in parts:
+            candidates = self._candidates(need, hits[:_READ_PASSAGES])
+            fresh = [c for c in candidates if not _overlaps(c, chosen)]
+            best = fresh[:1] or candidates[:1]
+            strengths.append(self.evidence(need, hits, best, "fact") if best else 0.0)
+            chosen.extend(c for c in best if not _overlaps(c, chosen))
+        return chosen, round(sum(strengths) / len(strengths), 4)
+
+    def evidence(
+        self, need: _Need, hits: Sequence[Hit], chosen: Sequence[Candidate], intent: str
+    ) -> float:
+        """How well the answer about to be given supports the question, in [0, 1].
+
+        Lexical: the idf-weighted share of the question's terms (or synonyms) found in
+        the chosen sentences and in the best passage. Dense cosines are not used: with
+        e5-small, on-topic questions the reports cannot answer score as high as
+        answerable ones.
+        """
+        # A fact is answered by one sentence; stitching a year from one sentence to a
+        # figure from another is how extractive answers go wrong. Lists use them all.
+        used = chosen if intent == "list" else chosen[:1]
+        answer_text = "\n".join(c.text for c in used)
+        passages = "\n".join(normalize(c.chunk.search_text) for c in used)
+        best = self._coverage(need.weights, normalize(hits[0].chunk.search_text))
+        strength = 0.6 * self._coverage(need.weights, answer_text) + 0.4 * best
+        if any(not self._known(a, hits) for a in need.anchors):
+            strength *= _UNKNOWN_ANCHOR
+        else:
+            # Years must be in the cited sentences; places and names may be in the
+            # surrounding passage (a paragraph about 福建 need not repeat the name).
+            missing = [
+                a
+                for a in need.anchors
+                if not self._present(a, answer_text if _YEAR.match(a) else passages)
+            ]
+            # A year the answer lacks (2024年底 asked, 2023年底 found) weighs double.
+            weight = sum(2 if _YEAR.match(a) else 1 for a in missing)
+            strength *= _MISSING_ANCHOR ** min(weight, 2)
+        if need.wants is not None and not any(c.typed for c in used):
+            strength *= _UNTYPED
+        if need.focus and not self._present(need.focus, answer_text):
+            strength *= _UNFOCUSED
+        return round(strength, 4)
+
+    def _focus(self, question: str) -> str | None:
+        """The last content word before 多少/多大: what the question measures."""
+        match = _AMOUNT_WORD.search(question)
+        if not match:
+            return None
+        words = self.tokenizer.tokenize(question[: match.start()])
+        return words[-1] if words else None
+
+    def _known(self, anchor: str, hits: Sequence[Hit]) -> bool:
+        """True when the reports mention the anchor at all."""
+        if anchor in self.bm25.vocabulary:
+            return True
+        return any(anchor in normalize(h.chunk.search_text) for h in hits)
+
+    def _candidates(self, need: _Need, hits: Sequence[Hit]) -> list[Candidate]:
+        seen: set[tuple[str, int, int]] = set()
+        out: list[Candidate] = []
+        for hit in hits:
+            for start, end, display in self._spans(hit.chunk):
+                key = (hit.chunk.source, start, end)
+                if key in seen:
+                    continue
+                seen.add(key)
+                text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
+                coverage = self._coverage(need.weights, text)
+                present = _share(need.anchors, text)
+                typed = need.wants is None or bool(need.wants.search(display))
+                score = coverage + 0.2 * hit.score + 0.3 * present + (0.15 if typed else 0.0)
+                if end - start < 12:
+                    score -= 0.3
+                out.append(Candidate(hit.chunk, start, end, display, text, coverage, typed, score))
+        return sorted(out, key=lambda c: -c.score)
+
+    def _spans(self, chunk: Chunk) -> list[tuple[int, int, str]]:
+        """Answerable units of a chunk: the row itself, or its sentences."""
+        if chunk.kind == "table_row":
+            return [(chunk.start, chunk.end, _row_answer(chunk))]
+        text = self.documents[chunk.source].text
+        spans = _attach_headings(text, list(sentence_spans(text, chunk.start, chunk.end)))
+        return [(s, e, " ".join(text[s:e].split())) for s, e in spans]
+
+    def _coverage(self, weights: Mapping[str, float], text: str) -> float:
+        """Idf-weighted share of question terms (or their synonyms) present in text."""
+        total = sum(weights.values())
+        if not total:
+            return 0.0
+        return sum(w for term, w in weights.items() if self._present(term, text)) / total
+
+    def _present(self, term: str, text: str) -> bool:
+        return term in text or any(s in text for s in self.tokenizer.synonyms.get(term, ()))
+
+    def _render(self, chosen: Sequence[Candidate], intent: str) -> tuple[str, list[Citation]]:
+        citations = [
+            Citation(
+                id=n,
+                source=c.chunk.source,
+                title=c.chunk.title,
+                start=c.start,
+                end=c.end,
+                quote=self.documents[c.chunk.source].text[c.start : c.end],
+            )
+            for n, c in enumerate(chosen, start=1)
+        ]
+        if intent == "list" and len(chosen) > 1:
+            lines = [f"{n}. {c.display}[{n}]" for n, c in enumerate(chosen, start=1)]
+            return f"共找到{len(chosen)}项：\n" + "\n".join(lines), citations
+        return "".join(f"{c.display}[{n}]" for n, c in enumerate(chosen, start=1)), citations
+
+
+def _attach_headings(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join a heading line to the sentence after it: a bare heading answers nothing."""
+    out: list[tuple[int, int]] = []
+    pending: int | None = None
+    for start, end in spans:
+        begin = start if pending is None else pending
+        is_heading = (
+            end - start <= _HEADING_CHARS
+            and not text[start:end].endswith(_SENTENCE_ENDS)
+            and (end == len(text) or text[end] == "\n")
+        )
+        if is_heading:
+            pending = begin
+            continue
+        out.append((begin, end))
+        pending = None
+    if pending is not None:
+        out.append((pending, spans[-1][1]))
+    return out
+
+
+def _row_answer(chunk: Chunk) -> str:
+    """A table row as an answer: 《名称》（2024年1月，国务院）：内容, else its fields."""
+    fields = chunk.metadata
+    if "policy" not in fields:
+        return table_row_sentence("", fields)
+    who = "，".join(
+        v for v in (fields.get("date"), fields.get("department"), fields.get("region")) if v
+    )
+    head = f"《{fields['policy']}》" + (f"（{who}）" if who else "")
+    return f"{head}：{fields['content']}" if fields.get("content") else head
+
+
+def _share(anchors: Sequence[str], text: str) -> float:
+    return sum(1 for a in anchors if a in text) / len(anchors) if anchors else 1.0
+
+
+def _wanted_answer(question: str) -> re.Pattern[str] | None:
+    """The pattern an answer must match for money, amount or date questions."""
+    if _ASKS_MONEY.search(question):
+        return _MONEY
+    if _ASKS_POLICIES.search(question):
+        return _POLICY
+    if _ASKS_DATE.search(question):
+        return _DATE
+    if _ASKS_AMOUNT.search(question):
+        return _AMOUNT
+    return None
+
+
+def _choose(candidates: Sequence[Candidate], intent: str) -> list[Candidate]:
+    """The best candidate, plus close runners-up (all matching items for lists)."""
+    best = candidates[0]
+    if intent == "list":
+        same_kind = [c for c in candidates if c.chunk.kind == best.chunk.kind]
+        chosen = [c for c in same_kind if c.score >= _LIST_RATIO * best.score]
+        chosen = chosen[:_MAX_LIST_ITEMS]
+    else:
+        chosen = [best]
+        for c in candidates[1:3]:
+            if c.score >= _EXTRA_RATIO * best.score and not _overlaps(c, chosen):
+                chosen.append(c)
+                break
+    chosen = [c for i, c in enumerate(chosen) if not _overlaps(c, chosen[:i])]
+    # Read in document order when the pieces come from one report.
+    if len({c.chunk.source for c in chosen}) == 1:
+        chosen.sort(key=lambda c: c.start)
+    return chosen
+
+
+def _overlaps(candidate: Candidate, chosen: Sequence[Candidate]) -> bool:
+    return any(
+        c.chunk.source == candidate.chunk.source
+        and c.start < candidate.end
+        and candidate.start < c.end
+        for c in chosen
+    )

@@ -1,0 +1,85 @@
+"""POST /ask and POST /search."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ingest.types import Citation, Hit
+from service.deps import QADep, StateDep
+from service.rewrite import Turn
+from service.schemas import (
+    AskDebug,
+    AskRequest,
+    AskResponse,
+    CitationPublic,
+    Filters,
+    PassagePublic,
+    Ranks,
+    SearchRequest,
+    SearchResponse,
+)
+
+router = APIRouter(tags=["questions"])
+
+
+@router.post("/ask", response_model=AskResponse)
+def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
+    """Answer a question with citations to exact spans, or refuse when unsupported."""
+    top_k = body.top_k or state.settings.top_k
+    history = [Turn(m.role, m.content) for m in body.history]
+    result = qa.ask(body.question, top_k, _sources(body.filters), history)
+    state.metrics.answers.labels("refused" if result.refused else "answered").inc()
+    debug = None
+    if body.debug:
+        threshold = qa.composer.threshold
+        debug = AskDebug(
+            query=result.query, intent=result.intent, evidence=result.evidence, threshold=threshold
+        )
+    return AskResponse(
+        answer=result.answer,
+        refused=result.refused,
+        citations=[_citation(c) for c in result.citations],
+        passages=[_passage(h, body.debug) for h in result.passages],
+        timings_ms=result.timings_ms,
+        intent=result.intent,
+        debug=debug,
+    )
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(body: SearchRequest, qa: QADep) -> SearchResponse:
+    """Retrieve passages (hybrid by default) without composing an answer."""
+    hits, timings = qa.search(body.query, body.top_k, _sources(body.filters), body.retriever)
+    return SearchResponse(passages=[_passage(h, body.debug) for h in hits], timings_ms=timings)
+
+
+def _sources(filters: Filters | None) -> list[str] | None:
+    return filters.source if filters else None
+
+
+def _citation(c: Citation) -> CitationPublic:
+    return CitationPublic(
+        id=c.id, source=c.source, title=c.title, start=c.start, end=c.end, quote=c.quote
+    )
+
+
+def _passage(hit: Hit, debug: bool) -> PassagePublic:
+    chunk = hit.chunk
+    ranks = None
+    if debug:
+        ranks = Ranks(
+            dense_rank=hit.dense_rank,
+            bm25_rank=hit.bm25_rank,
+            dense_score=hit.dense_score,
+            bm25_score=hit.bm25_score,
+        )
+    return PassagePublic(
+        chunk_id=chunk.chunk_id,
+        source=chunk.source,
+        title=chunk.title,
+        start=chunk.start,
+        end=chunk.end,
+        text=chunk.text,
+        score=hit.score,
+        ranks=ranks,
+    )

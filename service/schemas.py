@@ -1,0 +1,166 @@
+"""Pydantic models of the HTTP contract (the only place pydantic meets the API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_QUESTION_CHARS = 2000
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+# A question or query: 1–2,000 characters, not only white space, trimmed.
+Text = Annotated[
+    str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Filters(_Strict):
+    """Restrict retrieval; only documents named in `source` are searched."""
+
+    source: list[str] | None = Field(None, min_length=1, max_length=100)
+
+
+class Message(_Strict):
+    """One turn of an earlier conversation."""
+
+    role: Literal["user", "assistant", "system"]
+    content: str = Field(max_length=MAX_QUESTION_CHARS * 4)
+
+
+class AskRequest(_Strict):
+    """A question, optionally with filters and the conversation so far."""
+
+    question: Text
+    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
+    filters: Filters | None = None
+    history: list[Message] = Field(default_factory=list, max_length=50)
+    debug: bool = Field(False, description="Include retrieval ranks and the rewritten query.")
+
+
+class SearchRequest(_Strict):
+    """A retrieval-only query."""
+
+    query: Text
+    top_k: int = Field(10, ge=1, le=100)
+    filters: Filters | None = None
+    retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    debug: bool = False
+
+
+class CitationPublic(BaseModel):
+    """`quote` is exactly the source document's text[start:end]."""
+
+    id: int
+    source: str
+    title: str
+    start: int
+    end: int
+    quote: str
+
+
+class Ranks(BaseModel):
+    """Per-retriever ranks (1 = best) and raw scores, for debugging fusion."""
+
+    dense_rank: int | None
+    bm25_rank: int | None
+    dense_score: float | None = Field(description="Cosine similarity, −1…1.")
+    bm25_score: float | None = Field(description="Okapi BM25 score, unbounded.")
+
+
+class PassagePublic(BaseModel):
+    """A retrieved chunk; `score` is reciprocal-rank fusion scaled to 0…1."""
+
+    chunk_id: str
+    source: str
+    title: str
+    start: int
+    end: int
+    text: str
+    score: float
+    ranks: Ranks | None = None
+
+
+class AskDebug(BaseModel):
+    """How the answer came about."""
+
+    query: str = Field(description="The question as retrieved (after multi-turn rewriting).")
+    intent: str
+    evidence: float = Field(description="Evidence strength 0…1; refused below threshold.")
+    threshold: float
+
+
+class AskResponse(BaseModel):
+    """A cited answer, or a refusal (`refused: true`)."""
+
+    answer: str
+    refused: bool
+    citations: list[CitationPublic]
+    passages: list[PassagePublic]
+    timings_ms: dict[str, float]
+    intent: str = Field(
+        "fact",
+        description="fact | list | multi (answered from the reports), greeting | thanks | "
+        "out_of_scope (a short reply, no retrieval).",
+    )
+    debug: AskDebug | None = None
+
+
+class SearchResponse(BaseModel):
+    """Retrieved passages, best first."""
+
+    passages: list[PassagePublic]
+    timings_ms: dict[str, float]
+
+
+class DocumentSummary(BaseModel):
+    """A document in the knowledge base."""
+
+    source: str
+    title: str
+    chars: int
+    chunks: int
+
+
+class DocumentList(BaseModel):
+    """All documents in the knowledge base."""
+
+    documents: list[DocumentSummary]
+
+
+class ChunkPublic(BaseModel):
+    """A chunk's span within its document."""
+
+    chunk_id: str
+    start: int
+    end: int
+    kind: str
+    context: str
+    metadata: dict[str, str]
+
+
+class DocumentDetail(BaseModel):
+    """A document's full text: chunk and citation offsets index into `text`."""
+
+    source: str
+    title: str
+    text: str
+    metadata: dict[str, str]
+    chunks: list[ChunkPublic]
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    detail: str | None = None

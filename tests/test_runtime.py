@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest.settings import Settings
+from service.runtime import refusal_threshold
+
+
+def test_default_threshold_without_calibration(tmp_path: Path) -> None:
+    settings = Settings(index_dir=tmp_path)
+    assert refusal_threshold(settings) == Settings.model_fields["refusal_threshold"].default
+
+
+def test_calibration_file_overrides_the_default(tmp_path: Path) -> None:
+    (tmp_path / "calibration.json").write_text(json.dumps({"refusal_threshold": 0.42}))
+    assert refusal_threshold(Settings(index_dir=tmp_path)) == 0.42
+
+
+def test_environment_overrides_the_calibration_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "calibration.json").write_text(json.dumps({"refusal_threshold": 0.42}))
+    monkeypatch.setenv("ZHICE_REFUSAL_THRESHOLD", "0.2")
+    assert refusal_threshold(Settings(index_dir=tmp_path)) == 0.2
