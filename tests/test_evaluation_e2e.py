@@ -1,0 +1,83 @@
+"""`zhice eval` end to end: the real model and index, the CLI, the report and calibration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.settings import Settings
+from service.calibration import load_calibration
+from service.cli import cli
+from service.evaluation import read_questions, run, summary
+from service.qa import QA
+from tests.conftest import QUESTIONS
+from tests.test_report import check_png
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def index_copy(real_settings: Settings, tmp_path: Path) -> Path:
+    """A private copy of the session index, so calibration.json lands nowhere shared."""
+    target = tmp_path / "index"
+    shutil.copytree(real_settings.index_dir, target, symlinks=True)
+    return target
+
+
+def test_eval_report_and_calibration(real_settings: Settings, index_copy: Path) -> None:
+    report_dir = index_copy.parent / "report"
+    env = {"ZHICE_INDEX_DIR": str(index_copy), "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir)}
+    args = ["eval", str(QUESTIONS), "--retriever", "hybrid", "--report", str(report_dir)]
+    done = CliRunner().invoke(cli, [*args, "--calibrate"], env=env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines()[0].split() == ["metric", "hybrid"]
+    assert "hybrid by question type" in done.stdout
+    assert "calibrated" in done.stdout
+
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    overall = report["configurations"]["hybrid"]["overall"]
+    assert overall["questions"] == len(read_questions(QUESTIONS))
+    assert overall["hit@5"] >= 0.97
+    assert set(report["configurations"]["hybrid"]["by_type"]) >= {"fact", "unanswerable"}
+    assert report["failures"]["hybrid"], "expected the report to list some failed questions"
+    assert all(f["retrieved"] and f["reasons"] for f in report["failures"]["hybrid"])
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    assert "| hit@5 |" in md and "## Failures: hybrid" in md
+    for name in ("metrics.png", "by_type.png", "evidence.png"):
+        check_png(report_dir / name)
+
+    calibration = json.loads((index_copy / "calibration.json").read_text(encoding="utf-8"))
+    assert calibration == report["calibration"] | {"calibrated_at": calibration["calibrated_at"]}
+    assert calibration["false_refusal"] <= 0.05
+    assert load_calibration(index_copy) == calibration["refusal_threshold"]
+
+
+def test_eval_against_a_live_server_agrees_with_in_process(
+    live_server: str, real_qa: QA, tmp_path: Path
+) -> None:
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    subset = [r for r in rows if r["type"] != "unanswerable"][:6]
+    subset += [r for r in rows if r["type"] == "unanswerable"][:3]
+    path = tmp_path / "subset.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in subset), "utf-8")
+    done = CliRunner().invoke(cli, ["eval", str(path), "--url", live_server, "--json"])
+    assert done.exit_code == 0, done.output
+    remote = json.loads(done.stdout)["server"]["overall"]
+    local = summary(run(real_qa, read_questions(path)))["overall"]
+    assert remote["questions"] == 9
+    same = {k: v for k, v in local.items() if not k.startswith("latency")}
+    assert {k: remote[k] for k in same} == same
+
+
+def test_eval_usage_errors() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["eval"]).exit_code == 2
+    url_with_bm25 = ["eval", str(QUESTIONS), "--url", "http://x", "--retriever", "bm25"]
+    assert runner.invoke(cli, url_with_bm25).exit_code == 2
+    cmrc_with_questions = ["eval", str(QUESTIONS), "--cmrc", str(QUESTIONS)]
+    assert runner.invoke(cli, cmrc_with_questions).exit_code == 2
