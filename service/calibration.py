@@ -17,13 +17,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ingest.errors import ZhiceError
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
+Threshold = Literal["refusal_threshold", "faq_threshold"]
 MAX_FALSE_REFUSAL = 0.05
 # Narrowest score gap a threshold may sit in (evidence scores are rounded to 1e-4).
 MIN_WIDTH = 0.005
@@ -145,32 +146,64 @@ def calibrate(
     )
 
 
-def write_calibration(index_dir: Path, calibration: Calibration) -> Path:
-    """Write `calibration.json` atomically into the index directory, where the service reads it."""
+def calibrate_faq(paraphrases: Sequence[float], questions: Sequence[float]) -> dict[str, Any]:
+    """The FAQ threshold: no other question matches, then as many paraphrases as possible.
+
+    The same plateau search as refusal, with the roles set so that a wrong curated
+    answer (a question matched to an entry it is not about) costs more than a miss,
+    which still gets an answer from the reports.
+    """
+    if not paraphrases or not questions:
+        raise CalibrationError("FAQ calibration needs entries with paraphrases, and questions")
+    chosen = choose(paraphrases, questions, max_false_refusal=1.0)
+    return {
+        "faq_threshold": chosen.threshold,
+        "faq": {
+            "paraphrases": len(paraphrases),
+            "questions": len(questions),
+            "paraphrase_recall": round(1 - chosen.false_refusal, 4),
+            "false_match": round(1 - chosen.refusal_recall, 4),
+            "plateau": [chosen.lo, chosen.hi],
+            "calibrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+
+
+def write_calibration(index_dir: Path, fields: dict[str, Any]) -> Path:
+    """Merge fields into `calibration.json` in the index directory, atomically."""
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / CALIBRATION_FILE
+    merged = {**(_read(path) or {}), **fields}
     tmp = path.with_name(f".{CALIBRATION_FILE}.tmp")
-    tmp.write_text(
-        json.dumps(calibration.as_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
+    tmp.write_text(json.dumps(merged, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def load_calibration(index_dir: Path) -> float | None:
-    """The calibrated refusal threshold of an index directory, or None if there is none."""
+def load_calibration(index_dir: Path, name: Threshold = "refusal_threshold") -> float | None:
+    """A calibrated threshold of an index directory, or None if there is none."""
     path = index_dir / CALIBRATION_FILE
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))["refusal_threshold"]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable calibration %s: %s", path, exc)
+    value = (_read(path) or {}).get(name)
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        log.warning("ignoring calibration %s: refusal_threshold %r not in [0, 1]", path, value)
+        log.warning("ignoring calibration %s: %s %r not in [0, 1]", path, name, value)
         return None
     return float(value)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable calibration %s: %s", path, exc)
+        return None
+    if not isinstance(value, dict):
+        log.warning("ignoring calibration %s: not a JSON object", path)
+        return None
+    return value
 
 
 def _ratio(part: int, whole: int) -> float:

@@ -128,6 +128,10 @@ class ZhiceInfo(BaseModel):
     query: str = Field(description="The question as retrieved (after multi-turn rewriting).")
     evidence: float = Field(description="Evidence strength 0…1; refused below the threshold.")
     timings_ms: dict[str, float]
+    composer: str = Field(description="extractive | llm | faq | reply (see /ask).")
+    llm_fallback: str | None = Field(
+        None, description="Why the configured LLM's answer was not used, if it was not."
+    )
 
 
 class ChatCompletion(BaseModel):

@@ -190,6 +190,12 @@ def search(settings: Settings, query: str, top_k: int, retriever: str, as_json: 
     help="Choose the refusal threshold from the set; write INDEX_DIR/calibration.json.",
 )
 @click.option(
+    "--calibrate-faq",
+    is_flag=True,
+    help="Choose the FAQ match threshold from ZHICE_FAQ_PATH's paraphrases (held out) and "
+    "the set's questions (which must not match); write INDEX_DIR/calibration.json.",
+)
+@click.option(
     "--cmrc",
     "cmrc_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -216,6 +222,7 @@ def evaluate(
     report_dir: Path | None,
     url: str | None,
     calibrate: bool,
+    calibrate_faq: bool,
     cmrc_path: Path | None,
     cmrc_sample: int | None,
     cmrc_paragraphs: int | None,
@@ -223,13 +230,15 @@ def evaluate(
 ) -> None:
     """Measure quality on a question set (JSONL), or on CMRC 2018 with --cmrc."""
     if cmrc_path is not None:
-        if questions or url or calibrate or retrievers:
-            raise click.UsageError("--cmrc takes no QUESTIONS, --url, --calibrate or --retriever")
+        if questions or url or calibrate or calibrate_faq or retrievers:
+            raise click.UsageError("--cmrc takes no QUESTIONS, --url, --calibrate* or --retriever")
         options = {"questions": cmrc_sample, "paragraphs": cmrc_paragraphs, "workdir": cmrc_workdir}
         _eval_cmrc(settings, cmrc_path, options, as_json, report_dir)
         return
     if questions is None:
         raise click.UsageError("give a question file FILE.jsonl (or --cmrc PATH)")
+    if calibrate_faq:
+        _calibrate_faq(settings, questions)
     if url and set(retrievers) - {"hybrid"}:
         raise click.UsageError("--url evaluates the server's own hybrid retrieval only")
     modes = retrievers or ("hybrid", "dense", "bm25")
@@ -320,10 +329,33 @@ def _write_calibration(settings: Settings, outcomes: list[Outcome], name: str) -
             "cannot calibrate: the set needs answerable and unanswerable questions, and a "
             "threshold with at most 5% false refusals"
         )
-    path = write_calibration(settings.index_dir, chosen)
+    path = write_calibration(settings.index_dir, chosen.as_dict())
     click.echo(
         f"calibrated on {name}: refusal threshold {chosen.refusal_threshold:.4f} → {path} "
         "(ZHICE_REFUSAL_THRESHOLD overrides it)",
+        err=True,
+    )
+
+
+def _calibrate_faq(settings: Settings, questions: Path) -> None:
+    from ingest.tokenize import Tokenizer
+    from service.calibration import calibrate_faq, write_calibration
+    from service.evaluation import read_questions
+    from service.faq import FAQ
+    from service.runtime import embedder_for
+
+    if not settings.faq_path.is_file():
+        raise click.UsageError(f"--calibrate-faq: no FAQ file {settings.faq_path} (ZHICE_FAQ_PATH)")
+    faq = FAQ(settings.faq_path, embedder_for(settings), settings.faq_threshold, Tokenizer().anchors)
+    paraphrases, others = faq.scores([q.question for q in read_questions(questions)])
+    chosen = calibrate_faq(paraphrases, others)
+    path = write_calibration(settings.index_dir, chosen)
+    figures = chosen["faq"]
+    click.echo(
+        f"calibrated FAQ threshold {chosen['faq_threshold']:.4f} → {path} "
+        f"(held-out paraphrases matched {figures['paraphrase_recall']:.4f} of "
+        f"{figures['paraphrases']}, questions falsely matched {figures['false_match']:.4f} "
+        f"of {figures['questions']}; ZHICE_FAQ_THRESHOLD overrides it)",
         err=True,
     )
 

@@ -6,7 +6,9 @@ import csv
 import io
 import json
 import logging
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy.typing as npt
 
 from ingest.embedding import Embedder
 from ingest.errors import ZhiceError
-from ingest.text import clean, decode
+from ingest.text import clean, decode, normalize
 
 log = logging.getLogger(__name__)
 
@@ -82,26 +84,60 @@ def _csv_rows(text: str) -> list[dict[str, object]]:
     return [dict(row) for row in csv.DictReader(io.StringIO(text))]
 
 
+# What a question asks for, by its interrogative; questions of different forms about
+# the same thing ("算力券是什么？" and "如何申请算力券？") are different questions.
+_FORMS = (
+    ("when", re.compile(r"什么时候|何时|哪年|哪一年|哪天|几月|几号|日期")),
+    ("how", re.compile(r"如何|怎么|怎样|流程|步骤|哪里|去哪|在哪")),
+    ("what", re.compile(r"是什么|什么是|什么意思|指什么|代表什么|含义|定义")),
+    ("amount", re.compile(r"多少|多大|多长|多久|几")),
+    ("who", re.compile(r"谁|哪个部门|哪家|哪个单位|哪些单位|哪些部门")),
+    ("which", re.compile(r"哪些|哪个|哪份|哪项|哪类")),
+    ("whether", re.compile(r"吗[？?]?$|能否|可否|是否|能不能|可不可以|有没有")),
+)
+
+
+def question_form(text: str) -> str:
+    """when | how | what | amount | who | which | whether | other."""
+    return next((form for form, pattern in _FORMS if pattern.search(text)), "other")
+
+
 class FAQ:
     """Matches questions against the entries' questions and paraphrases by embedding.
 
-    The file is re-read when its modification time changes, so operators edit it
-    without restarting the service.
+    Embeddings rank "算力券是什么？" and "北京的算力券是哪个部门出台的？" close to
+    "如何申请算力券？" — closer than its real paraphrases. So a match also needs the
+    question's form (`question_form`) to be one of the entry's, and its anchors
+    (places, names, figures — `Tokenizer.anchors`) to occur in the entry: a question
+    asking something else, or about something the entry does not mention, is a
+    different question. The file is re-read when its modification time changes, so
+    operators edit it without restarting the service.
     """
 
-    def __init__(self, path: Path, embedder: Embedder, threshold: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        embedder: Embedder,
+        threshold: float,
+        anchors: Callable[[str], list[str]] = lambda text: [],
+    ) -> None:
         self.path = path
         self.embedder = embedder
         self.threshold = threshold
+        self._anchors = anchors
         self._lock = threading.Lock()
         self._mtime = -1.0
         self._entries: list[Entry] = []
-        self._owners: list[int] = []  # row of _vectors -> entry index
+        self._rows: list[tuple[int, str, str]] = []  # (entry index, normalised text, form)
         self._vectors: npt.NDArray[np.float32] = np.zeros((0, embedder.dimension), np.float32)
         self.reload()
 
     def reload(self) -> int:
-        """Re-read the file (if it changed) and return the number of entries."""
+        """Re-read the file if it changed; return the number of entries in force.
+
+        A file that cannot be read fails loudly the first time; later, while the
+        service runs, a broken edit is logged and the previous entries stay in force.
+        """
         try:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
@@ -109,26 +145,82 @@ class FAQ:
         with self._lock:
             if mtime == self._mtime:
                 return len(self._entries)
-            entries = read_entries(self.path) if mtime else []
-            texts = [(i, t) for i, e in enumerate(entries) for t in (e.question, *e.paraphrases)]
-            vectors = (
-                self.embedder.embed_batch([self.embedder.query_prompt + t for _, t in texts])
-                if texts
-                else np.zeros((0, self.embedder.dimension), np.float32)
-            )
-            self._entries, self._owners, self._vectors = entries, [i for i, _ in texts], vectors
+            first = self._mtime < 0
             self._mtime = mtime
+            try:
+                entries = read_entries(self.path) if mtime else []
+            except (FAQError, OSError) as exc:
+                if first:
+                    raise
+                log.error("keeping the previous %d FAQ entries: %s", len(self._entries), exc)
+                return len(self._entries)
+            texts = [(i, t) for i, e in enumerate(entries) for t in (e.question, *e.paraphrases)]
+            self._entries = entries
+            self._rows = [(i, normalize(t), question_form(t)) for i, t in texts]
+            self._vectors = self._embed([t for _, t in texts])
             log.info("loaded %d FAQ entries from %s", len(entries), self.path)
             return len(entries)
 
-    def match(self, query: npt.NDArray[np.float32]) -> Match | None:
-        """The best entry for an embedded question, if it is close enough."""
+    def match(self, question: str, vector: npt.NDArray[np.float32]) -> Match | None:
+        """The best entry for a question (and its embedding), if it is close enough."""
         self.reload()
         with self._lock:
-            if not len(self._vectors):
+            scores = self._vectors @ vector
+            best = self._best(scores, self._eligible(question))
+            if best is None or scores[best] < self.threshold:
                 return None
-            scores = self._vectors @ query
-            best = int(np.argmax(scores))
-            similarity = float(scores[best])
-            entry = self._entries[self._owners[best]]
-        return Match(entry, similarity) if similarity >= self.threshold else None
+            return Match(self._entries[self._rows[best][0]], float(scores[best]))
+
+    def scores(self, questions: list[str]) -> tuple[list[float], list[float]]:
+        """Similarities for calibration: (held-out paraphrases, other questions).
+
+        Each entry text is matched against the *other* texts of its own entry, as if it
+        were a paraphrase nobody listed; each of `questions` (which no entry should
+        answer) against every entry. The same rules as `match` apply to both.
+        """
+        self.reload()
+        with self._lock:
+            owners = np.asarray([owner for owner, _, _ in self._rows])
+            positives = []
+            for row, (owner, text, _) in enumerate(self._rows):
+                own = (owners == owner) & (np.arange(len(owners)) != row)
+                if own.any():  # an entry with one text has nothing to hold out
+                    scores = self._vectors @ self._vectors[row]
+                    positives.append(self._score(scores, own & self._eligible(text, row)))
+            negatives = []
+            for question, vector in zip(questions, self._embed(questions), strict=True):
+                negatives.append(self._score(self._vectors @ vector, self._eligible(question)))
+        return positives, negatives
+
+    def _eligible(self, question: str, exclude: int = -1) -> npt.NDArray[np.bool_]:
+        """Rows whose entry (without row `exclude`) has the question's form and anchors."""
+        form, anchors = question_form(question), [normalize(a) for a in self._anchors(question)]
+        forms: dict[int, set[str]] = {}
+        texts: dict[int, str] = {}
+        for row, (owner, text, row_form) in enumerate(self._rows):
+            if row != exclude:
+                forms.setdefault(owner, set()).add(row_form)
+                texts[owner] = texts.get(owner, "") + "\n" + text
+        ok = {
+            owner: form in forms[owner] and all(a in texts[owner] for a in anchors)
+            for owner in forms
+        }
+        rows = enumerate(self._rows)
+        return np.asarray([r != exclude and ok.get(o, False) for r, (o, _, _) in rows], np.bool_)
+
+    @classmethod
+    def _score(cls, scores: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]) -> float:
+        """The best allowed score; 0 when nothing is allowed (no match at any threshold)."""
+        best = cls._best(scores, allowed)
+        return float(scores[best]) if best is not None else 0.0
+
+    @staticmethod
+    def _best(scores: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]) -> int | None:
+        if not allowed.any():
+            return None
+        return int(np.argmax(np.where(allowed, scores, -np.inf)))
+
+    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), np.float32)
+        return self.embedder.embed_batch([self.embedder.query_prompt + t for t in texts])

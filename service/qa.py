@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ingest.errors import ZhiceError
 from ingest.types import Citation, Hit
-from service.compose import Composer
+from service.compose import Answer, Composer
+from service.faq import FAQ, Match
 from service.intents import REPLIES, small_talk
+from service.llm import LLMComposer, LLMError
 from service.retrieval import Mode, Query, Retriever
 from service.rewrite import Turn, rewrite
+
+log = logging.getLogger(__name__)
 
 
 class UnknownSourceError(ZhiceError):
@@ -33,14 +38,24 @@ class Result:
     intent: str
     evidence: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    composer: str = "extractive"
+    llm_fallback: str | None = None
 
 
 class QA:
     """Answers questions from one index."""
 
-    def __init__(self, retriever: Retriever, composer: Composer) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        composer: Composer,
+        faq: FAQ | None = None,
+        llm: LLMComposer | None = None,
+    ) -> None:
         self.retriever = retriever
         self.composer = composer
+        self.faq = faq
+        self.llm = llm
 
     def check_sources(self, sources: Collection[str] | None) -> None:
         """Reject filters that name documents the index does not hold."""
@@ -56,19 +71,37 @@ class QA:
         mode: Mode = "hybrid",
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
-        _, hits, timings = self._retrieve(query, top_k, sources, mode)
+        _, hits, timings, _ = self._retrieve(query, top_k, sources, mode)
         return hits, timings
 
     def _retrieve(
-        self, query: str, top_k: int, sources: Collection[str] | None, mode: Mode
-    ) -> tuple[Query, list[Hit], dict[str, float]]:
+        self,
+        query: str,
+        top_k: int,
+        sources: Collection[str] | None,
+        mode: Mode,
+        faq_question: str | None = None,
+    ) -> tuple[Query, list[Hit], dict[str, float], Match | None]:
         self.check_sources(sources)
         began = time.perf_counter()
         prepared = self.retriever.prepare(query, mode)
         embedded = time.perf_counter()
+        timings = {"embed": _ms(began, embedded)}
+        match = self._faq_match(faq_question, prepared) if faq_question is not None else None
+        if match is not None:
+            return prepared, [], timings | {"retrieve": 0.0}, match
         hits = self.retriever.search(prepared, top_k, sources, mode)
-        done = time.perf_counter()
-        return prepared, hits, {"embed": _ms(began, embedded), "retrieve": _ms(embedded, done)}
+        return prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())}, None
+
+    def _faq_match(self, question: str, prepared: Query) -> Match | None:
+        """The curated entry for a question, if one matches closely enough."""
+        if self.faq is None:
+            return None
+        # The retrieval query embeds the question itself unless a follow-up was rewritten.
+        same = prepared.vector is not None and prepared.text == question
+        vector = prepared.vector if same else self.retriever.embedder.embed_query(question)
+        assert vector is not None
+        return self.faq.match(question, vector)
 
     def ask(
         self,
@@ -78,19 +111,28 @@ class QA:
         history: Sequence[Turn] = (),
         mode: Mode = "hybrid",
     ) -> Result:
-        """Answer a question with cited spans, or refuse; small talk gets a short reply."""
+        """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports."""
         began = time.perf_counter()
         kind = small_talk(question)
         if kind is not None:
             total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
-            return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total)
+            return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
         # Retrieval searches the follow-up resolved against the conversation; the
-        # composer answers the follow-up (made self-contained where possible).
+        # composer answers the follow-up (made self-contained where possible). A source
+        # filter asks about the reports, so the FAQ stays out of it.
         rewritten = rewrite(question, history, self.retriever.tokenizer)
         query = rewritten.query
-        prepared, hits, timings = self._retrieve(query, top_k, sources, mode)
+        faq_question = rewritten.question if not sources else None
+        prepared, hits, timings, match = self._retrieve(query, top_k, sources, mode, faq_question)
         retrieved = time.perf_counter()
-        answer = self.composer.compose(rewritten.question, prepared.tokens, hits)
+        if match is not None:
+            answer, composer = _faq_answer(match), "faq"
+        else:
+            answer = self.composer.compose(rewritten.question, prepared.tokens, hits)
+            composer = "extractive"
+        fallback = None
+        if self.llm is not None and composer == "extractive" and not answer.refused:
+            answer, composer, fallback = self._generate(rewritten.question, hits, answer)
         done = time.perf_counter()
         timings |= {"compose": _ms(retrieved, done), "total": _ms(began, done)}
         return Result(
@@ -102,7 +144,35 @@ class QA:
             intent=answer.intent,
             evidence=answer.evidence,
             timings_ms=timings,
+            composer=composer,
+            llm_fallback=fallback,
         )
+
+    def _generate(
+        self, question: str, hits: list[Hit], extractive: Answer
+    ) -> tuple[Answer, str, str | None]:
+        """The LLM's checked answer, or the extractive one and the reason it stands.
+
+        Only called when the extractive composer found evidence: the refusal rule
+        holds whatever the model would say.
+        """
+        assert self.llm is not None
+        try:
+            written = self.llm.compose(question, hits, [h.chunk.text for h in hits])
+        except LLMError as exc:
+            log.warning("LLM answer unusable, answering extractively: %s", exc)
+            return extractive, "extractive", str(exc)
+        if written.dropped:
+            log.info("dropped %d unsupported LLM sentence(s)", len(written.dropped))
+        answer = replace(extractive, text=written.text, citations=written.citations)
+        return answer, "llm", None
+
+
+def _faq_answer(match: Match) -> Answer:
+    """The curated answer verbatim, cited as its FAQ entry."""
+    entry = match.entry
+    citation = Citation(1, f"faq:{entry.id}", entry.question, 0, len(entry.answer), entry.answer)
+    return Answer(f"{entry.answer}[1]", False, [citation], round(match.similarity, 4), "faq")
 
 
 def _ms(start: float, end: float) -> float:

@@ -11,8 +11,10 @@ from ingest.settings import Settings
 from ingest.store import check_index, load_index
 from ingest.tokenize import Tokenizer
 from service.batching import BatchingEmbedder
-from service.calibration import load_calibration
+from service.calibration import Threshold, load_calibration
 from service.compose import Composer
+from service.faq import FAQ
+from service.llm import LLMComposer
 from service.qa import QA
 from service.retrieval import Retriever
 
@@ -26,15 +28,25 @@ def embedder_for(settings: Settings) -> Embedder:
     )
 
 
-def refusal_threshold(settings: Settings) -> float:
-    """ZHICE_REFUSAL_THRESHOLD if set, else the index's calibration.json, else the default."""
-    if "refusal_threshold" in settings.model_fields_set:
-        return settings.refusal_threshold
-    calibration = load_calibration(settings.index_dir)
+def threshold(settings: Settings, name: Threshold) -> float:
+    """ZHICE_<NAME> if set, else the index's calibration.json, else the default."""
+    default: float = getattr(settings, name)
+    if name in settings.model_fields_set:
+        return default
+    calibration = load_calibration(settings.index_dir, name)
     if calibration is None:
-        return settings.refusal_threshold
-    log.info("refusal threshold %.4f from %s", calibration, settings.index_dir)
+        return default
+    log.info("%s %.4f from %s", name, calibration, settings.index_dir)
     return calibration
+
+
+def llm_for(settings: Settings) -> LLMComposer | None:
+    """The optional LLM composer, when ZHICE_LLM_BASE_URL and ZHICE_LLM_MODEL are set."""
+    if not settings.llm_base_url or not settings.llm_model:
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    log.info("LLM composer: %s at %s", settings.llm_model, settings.llm_base_url)
+    return LLMComposer(settings.llm_base_url, settings.llm_model, key, settings.llm_timeout)
 
 
 def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
@@ -57,11 +69,14 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
         rrf_k=settings.rrf_k,
         fusion=settings.fusion,
     )
-    composer = Composer(index.documents, tokenizer, index.bm25, refusal_threshold(settings))
+    composer = Composer(
+        index.documents, tokenizer, index.bm25, threshold(settings, "refusal_threshold")
+    )
+    faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
     log.info(
         "loaded %d chunks from %s in %.1f s",
         len(index.chunks),
         index.path,
         time.perf_counter() - began,
     )
-    return QA(retriever, composer)
+    return QA(retriever, composer, faq, llm_for(settings))

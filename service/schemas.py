@@ -110,8 +110,18 @@ class AskResponse(BaseModel):
     timings_ms: dict[str, float]
     intent: str = Field(
         "fact",
-        description="fact | list | multi (answered from the reports), greeting | thanks | "
-        "out_of_scope (a short reply, no retrieval).",
+        description="fact | list | multi (answered from the reports), faq (a curated answer), "
+        "greeting | thanks | out_of_scope (a short reply, no retrieval).",
+    )
+    composer: str = Field(
+        "extractive",
+        description="Who wrote the answer: extractive (sentences of the reports), llm (the "
+        "configured LLM, every sentence checked against its citation), faq, or reply.",
+    )
+    llm_fallback: str | None = Field(
+        None,
+        description="Why the configured LLM's answer was not used (timeout, error, nothing "
+        "supported); the extractive answer stands.",
     )
     debug: AskDebug | None = None
 

@@ -27,6 +27,7 @@ from ingest.types import Chunk, Citation, Hit
 from service.calibration import (
     CalibrationError,
     calibrate,
+    calibrate_faq,
     choose,
     load_calibration,
     write_calibration,
@@ -231,12 +232,25 @@ def test_calibration_needs_both_kinds_and_a_feasible_point() -> None:
 
 def test_calibration_file_round_trip(tmp_path: Path) -> None:
     assert load_calibration(tmp_path) is None
-    path = write_calibration(tmp_path / "index", calibrate([0.8, 0.9], [0.1, 0.2]))
+    path = write_calibration(tmp_path / "index", calibrate([0.8, 0.9], [0.1, 0.2]).as_dict())
     data = json.loads(path.read_text(encoding="utf-8"))
     assert path.name == "calibration.json"
     assert {"refusal_threshold", "false_refusal", "refusal_recall", "questions"} <= set(data)
     assert data["calibrated_at"]
     assert load_calibration(tmp_path / "index") == 0.5
+    assert load_calibration(tmp_path / "index", "faq_threshold") is None
+
+
+def test_faq_calibration_merges_and_never_matches_other_questions(tmp_path: Path) -> None:
+    write_calibration(tmp_path, calibrate([0.8, 0.9], [0.1, 0.2]).as_dict())
+    # Held-out paraphrases score 0.90–0.99; other questions up to 0.93: the threshold
+    # sits above 0.93, giving up the 0.90 paraphrase rather than matching a question.
+    chosen = calibrate_faq([0.9, 0.95, 0.97, 0.99], [0.5, 0.8, 0.93])
+    assert chosen["faq_threshold"] == 0.94
+    assert chosen["faq"]["false_match"] == 0.0 and chosen["faq"]["paraphrase_recall"] == 0.75
+    write_calibration(tmp_path, chosen)
+    assert load_calibration(tmp_path, "faq_threshold") == 0.94
+    assert load_calibration(tmp_path) == 0.5
 
 
 @pytest.mark.parametrize("content", ["not json", '{"refusal_threshold": 2}', "{}", "[]"])

@@ -81,3 +81,25 @@ def test_eval_usage_errors() -> None:
     assert runner.invoke(cli, url_with_bm25).exit_code == 2
     cmrc_with_questions = ["eval", str(QUESTIONS), "--cmrc", str(QUESTIONS)]
     assert runner.invoke(cli, cmrc_with_questions).exit_code == 2
+
+
+def test_faq_calibration_writes_a_threshold_no_question_reaches(
+    real_settings: Settings, index_copy: Path
+) -> None:
+    faq = Path(__file__).resolve().parents[1] / "eval" / "faq.jsonl"
+    env = {
+        "ZHICE_INDEX_DIR": str(index_copy),
+        "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        "ZHICE_FAQ_PATH": str(faq),
+    }
+    args = ["eval", str(QUESTIONS), "--retriever", "bm25", "--calibrate-faq"]
+    done = CliRunner().invoke(cli, args, env=env)
+    assert done.exit_code == 0, done.output
+    assert "calibrated FAQ threshold" in done.stderr
+    calibration = json.loads((index_copy / "calibration.json").read_text(encoding="utf-8"))
+    figures = calibration["faq"]
+    assert figures["questions"] == len(read_questions(QUESTIONS)) and figures["false_match"] == 0
+    assert figures["paraphrase_recall"] >= 0.8
+    lo, hi = figures["plateau"]
+    assert lo < calibration["faq_threshold"] < hi
+    assert load_calibration(index_copy, "faq_threshold") == calibration["faq_threshold"]

@@ -42,6 +42,8 @@ def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
         passages=[_passage(h, body.debug) for h in result.passages],
         timings_ms=result.timings_ms,
         intent=result.intent,
+        composer=result.composer,
+        llm_fallback=result.llm_fallback,
         debug=debug,
     )
 

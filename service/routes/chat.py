@@ -163,6 +163,8 @@ def _completion(body: ChatRequest, result: Result, answer: Cut) -> ChatCompletio
             query=result.query,
             evidence=result.evidence,
             timings_ms=result.timings_ms,
+            composer=result.composer,
+            llm_fallback=result.llm_fallback,
         ),
     )
 
