@@ -349,6 +349,12 @@
     $("doc-title").textContent = citation.title || citation.source;
     $("doc-meta").textContent = "正在载入原文…";
     docText.textContent = "";
+    if (citation.source.startsWith("faq:")) {
+      // A curated FAQ answer has no document: its quote is the whole entry.
+      docText.replaceChildren(el("mark", "", citation.quote));
+      $("doc-meta").textContent = `[${citation.id}] 常见问题（${citation.source.slice(4)}）`;
+      return;
+    }
     try {
       const doc = await loadDocument(citation.source);
       const [before, quote, after] = split(doc, citation);
