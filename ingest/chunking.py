@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 
 from ingest.text import sentence_spans
-from ingest.types import FIELD_KEYS, Chunk, ChunkKind, Document
+from ingest.types import FIELD_KEYS, PAGE_KEY, Chunk, ChunkKind, Document, page_at
 
 _ENDS_SENTENCE = tuple("。！？；!?;…：:，,")
 _MD_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
@@ -21,7 +21,7 @@ _NUMERIC = re.compile(r"^[\d.,%+\-eE]+$")
 class ChunkerParams:
     """Sizes in characters; recorded in the index manifest."""
 
-    version: int = 4  # bump when chunking logic changes, so indexes rebuild
+    version: int = 5  # bump when chunking logic changes, so indexes rebuild
     min_chars: int = 80
     max_chars: int = 220
     overlap_sentences: int = 1
@@ -37,7 +37,10 @@ class _Line:
 
 
 def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> list[Chunk]:
-    """Chunk one document; every chunk's text is exactly doc.text[start:end]."""
+    """Chunk one document; every chunk's text is exactly doc.text[start:end].
+
+    A paged document's chunks carry the page their start is on as metadata["page"].
+    """
     lines = _classify(doc.text, params)
     pieces: list[tuple[int, int, ChunkKind, str, dict[str, str]]] = []
     i = 0
@@ -68,6 +71,8 @@ def _make_chunk(
     doc: Document, n: int, piece: tuple[int, int, ChunkKind, str, dict[str, str]]
 ) -> Chunk:
     start, end, kind, context, metadata = piece
+    if doc.pages:
+        metadata = {**metadata, PAGE_KEY: str(page_at(doc, start))}
     chunk = Chunk(
         chunk_id="",
         source=doc.source,
@@ -92,7 +97,9 @@ def _classify(text: str, params: ChunkerParams) -> list[_Line]:
         stripped = raw.strip()
         cells = _cells(raw)
         if not stripped or _MD_RULE.match(raw) and set(stripped) <= set("|-: "):
-            lines.append(_Line(start, end, "blank"))
+            # A Markdown table's |---| rule under its header keeps the table in one piece.
+            if not (stripped and lines and lines[-1].kind == "table"):
+                lines.append(_Line(start, end, "blank"))
         elif cells:
             lines.append(_Line(start, end, "table", cells))
         elif stripped.startswith("#") or (

@@ -40,3 +40,34 @@ class CorpusError(ZhiceError):
 
     status = 400
     code = "corpus_error"
+
+
+class UnsupportedFormatError(CorpusError):
+    """A file whose suffix names no format the loaders read."""
+
+    status = 415
+    code = "unsupported_format"
+
+
+class EmptyDocumentError(CorpusError):
+    """A file that is empty or holds no text once read."""
+
+    code = "empty_document"
+
+
+class UnreadableDocumentError(CorpusError):
+    """A damaged file, or text in an encoding the loaders do not know."""
+
+    code = "unreadable_document"
+
+
+class EncryptedDocumentError(CorpusError):
+    """A password-protected file that cannot be opened without the password."""
+
+    code = "encrypted_document"
+
+
+class ScannedPDFError(CorpusError):
+    """A PDF of page images with no text layer: it needs OCR before it can be read."""
+
+    code = "scanned_pdf"

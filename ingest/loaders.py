@@ -1,16 +1,26 @@
-"""Read report files into Documents (text and Markdown; more formats plug in here)."""
+"""Read report files into Documents, choosing the format reader by file suffix."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
 
-from ingest.errors import CorpusError
-from ingest.text import clean, decode
+from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError
+from ingest.formats import Extracted, read_docx, read_html, read_pdf, read_text
 from ingest.types import Document
 
-SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+READERS: Mapping[str, Callable[[str, bytes], Extracted]] = {
+    ".txt": read_text,
+    ".md": read_text,
+    ".markdown": read_text,
+    ".pdf": read_pdf,
+    ".docx": read_docx,
+    ".html": read_html,
+    ".htm": read_html,
+}
+SUFFIXES = frozenset(READERS)
 _TITLE_LINE = re.compile(r"^\s*(?:标题|题目|title)\s*[:：]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _MAX_TITLE = 60
 
@@ -23,14 +33,34 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
 
 
 def load_document(path: Path) -> Document:
-    """Decode one file, keep its text verbatim (line ends unified) and find its title."""
-    data = path.read_bytes()
-    text = clean(decode(data))
+    """Read one report file; its file name is the document's source."""
+    return load_bytes(path.name, path.read_bytes())
+
+
+def load_bytes(name: str, data: bytes) -> Document:
+    """Read one report from its bytes, in the format its name's suffix says.
+
+    The text is kept verbatim (line ends unified) for text files and extracted for
+    the others; empty, damaged, scanned and unknown files raise a CorpusError.
+    """
+    suffix = PurePath(name).suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None:
+        known = ", ".join(sorted(SUFFIXES))
+        raise UnsupportedFormatError(
+            f"{name}: unsupported format ({suffix or 'no suffix'}); readable: {known}"
+        )
+    if not data:
+        raise EmptyDocumentError(f"{name} is empty")
+    text, title, pages = reader(name, data)
+    if not text.strip():
+        raise EmptyDocumentError(f"{name} holds no text")
     return Document(
-        source=path.name,
-        title=guess_title(text, path.stem),
+        source=name,
+        title=title or guess_title(text, PurePath(name).stem),
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
+        pages=pages,
     )
 
 

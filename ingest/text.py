@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -12,14 +13,32 @@ _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]】]*|\n+")
 
 
 def decode(data: bytes) -> str:
-    """Decode report bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    """Decode report bytes: UTF-8 or UTF-16 with a BOM, strict UTF-8, else GB18030 or UTF-16.
+
+    Raises ValueError for bytes that are none of these.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        # GB18030 is a superset of GBK and GB2312, so it reads all three.
-        return data.decode("gb18030")
+        pass
+    else:
+        # ASCII in UTF-16 without a BOM is valid UTF-8 too, interleaved with NULs.
+        if "\x00" not in text:
+            return text
+    from charset_normalizer import from_bytes
+
+    # Only the encodings Chinese reports come in: open detection reads short GBK texts
+    # as Korean (cp949). NULs tell the two apart: UTF-16 has one in every ASCII character,
+    # GB18030 (a superset of GBK and GB2312) never; the detector then picks UTF-16's byte
+    # order and rejects bytes that decode only to noise.
+    gb, utf16 = ["gb18030"], ["utf_16_le", "utf_16_be"]
+    for candidates in (utf16, gb) if b"\x00" in data else (gb, utf16):
+        best = from_bytes(data, cp_isolation=candidates).best()
+        if best is not None:
+            return str(best)
+    raise ValueError("not UTF-8, UTF-16 or GB18030/GBK text")
 
 
 def clean(text: str) -> str:

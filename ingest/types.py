@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,13 +12,32 @@ ChunkKind = Literal["text", "table_row"]
 
 @dataclass(frozen=True)
 class Document:
-    """A loaded report: its normalised text is what every offset indexes into."""
+    """A loaded report: its normalised text is what every offset indexes into.
+
+    `pages` holds, for a paged format (PDF), the offset in `text` where each page
+    starts: page n+1 starts at pages[n]. Other formats have none.
+    """
 
     source: str
     title: str
     text: str
     sha256: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    pages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Read back from documents.jsonl the offsets arrive as a list.
+        object.__setattr__(self, "pages", tuple(self.pages))
+
+
+# The chunk metadata key of a paged document's page number (1-based, as a string).
+PAGE_KEY = "page"
+
+
+def page_at(doc_or_pages: Document | Sequence[int], offset: int) -> int | None:
+    """The 1-based page holding text offset `offset`, or None when there are no pages."""
+    pages = doc_or_pages.pages if isinstance(doc_or_pages, Document) else doc_or_pages
+    return bisect_right(pages, offset) if pages else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,9 @@ FIELD_KEYS: Mapping[str, str] = {
 def table_row_sentence(caption: str, fields: Mapping[str, str]) -> str:
     """Render a table row as a sentence: `2024年1月 国务院《名称》：内容` for policy rows."""
     if "policy" not in fields:
-        pairs = "；".join(f"{name}：{value}" for name, value in fields.items() if value)
+        pairs = "；".join(
+            f"{name}：{value}" for name, value in fields.items() if value and name != PAGE_KEY
+        )
         return f"{caption}\n{pairs}" if caption else pairs
     who = fields.get("department") or fields.get("region") or ""
     head = " ".join(part for part in (fields.get("date", ""), who) if part)
