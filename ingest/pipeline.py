@@ -21,6 +21,7 @@ from ingest.store import (
     Manifest,
     VectorIndex,
     load_index,
+    locked,
     read_manifest,
     write_index,
 )
@@ -73,6 +74,19 @@ def ingest(
     `embedder` is called only when something must be embedded, so an unchanged
     corpus never loads the model.
     """
+    with locked(index_dir):  # never at the same time as a live update
+        return _ingest(corpus_dir, index_dir, model, embedder, batch_size, force, progress)
+
+
+def _ingest(
+    corpus_dir: Path,
+    index_dir: Path,
+    model: str,
+    embedder: Callable[[], Embedder],
+    batch_size: int,
+    force: bool,
+    progress: bool,
+) -> IngestResult:
     began = time.perf_counter()
     documents = load_corpus(corpus_dir)
     if not documents:

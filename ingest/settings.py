@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest request body accepted; larger ones get 413."
     )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1,
+        description="Largest document upload (POST/PUT /documents); larger ones get 413.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Comma-separated origins browsers may call from (`*` for any); "

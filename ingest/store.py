@@ -9,13 +9,15 @@ mix, and a crash mid-build leaves the previous index serving.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ FORMAT_VERSION = 1
 # milliseconds with recall@10 above 0.95.
 EXACT_SEARCH_LIMIT = 200_000
 CURRENT = "current"
+LOCK_FILE = ".update.lock"
 
 
 class VectorIndex:
@@ -130,9 +133,29 @@ class LoadedIndex:
     bm25: BM25
 
 
+@contextmanager
+def locked(index_dir: Path) -> Iterator[None]:
+    """Hold the index directory's write lock (across threads and processes)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def current_path(index_dir: Path) -> Path:
     """The directory of the index now in force."""
     return index_dir / CURRENT
+
+
+def current_version(index_dir: Path) -> str | None:
+    """The name of the version in force (one system call: cheap enough per request)."""
+    try:
+        return os.readlink(current_path(index_dir))
+    except OSError:
+        return None
 
 
 def read_manifest(index_dir: Path) -> Manifest | None:
@@ -154,8 +177,14 @@ def write_index(
     chunks: Sequence[Chunk],
     vectors: VectorIndex,
     bm25: BM25,
+    *,
+    before_switch: Callable[[], None] | None = None,
 ) -> Path:
-    """Write a new index version and make it current atomically."""
+    """Write a new index version and make it current atomically.
+
+    `before_switch` runs once the version is complete on disk, just before it becomes
+    current; if it raises, the version is discarded and the old one stays in force.
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
     version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tmp = index_dir / f".tmp-{version}"
@@ -172,6 +201,9 @@ def write_index(
         _fsync_dir(tmp)
         final = index_dir / version
         os.replace(tmp, final)
+        tmp = final  # from here on, a failure discards the finished version
+        if before_switch is not None:
+            before_switch()
         link = index_dir / f".{CURRENT}-{version}"
         os.symlink(version, link)
         os.replace(link, current_path(index_dir))

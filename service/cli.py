@@ -16,6 +16,8 @@ from ingest.errors import ZhiceError
 from ingest.settings import Settings
 
 if TYPE_CHECKING:
+    from ingest.types import Document
+    from ingest.update import Action
     from service.evaluation import Outcome
     from service.retrieval import Mode
 
@@ -90,6 +92,69 @@ def ingest(settings: Settings, force: bool) -> None:
         f"indexed {result.documents} documents, {result.chunks} chunks "
         f"({result.embedded} embedded, {result.reused} reused) in {result.seconds:.1f} s "
         f"→ {result.path}"
+    )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--replace", "replacing", is_flag=True, help="Replace the document of that name.")
+@click.option("--title", help="Title to show in citations (default: from the text).")
+@click.option("--date", help="Publish date, e.g. 2024-01-05.")
+@click.option("--department", help="Issuing department.")
+@click.option("--region", help="Region it applies to.")
+@click.pass_obj
+@_errors_to_exit
+def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None) -> None:
+    """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live."""
+    from dataclasses import replace
+
+    from ingest.loaders import load_bytes
+    from ingest.update import source_name
+
+    source = source_name(path.name)
+    data = path.read_bytes()
+    document = load_bytes(source, data)
+    given = {k: v.strip() for k, v in fields.items() if v and v.strip()}
+    title = given.pop("title", document.title)
+    document = replace(document, title=title, metadata={**document.metadata, **given})
+    _update(settings, "replace" if replacing else "add", source, document, data)
+
+
+@cli.command()
+@click.argument("source")
+@click.pass_obj
+@_errors_to_exit
+def remove(settings: Settings, source: str) -> None:
+    """Remove one document from the index (and the corpus), live."""
+    from ingest.update import source_name
+
+    _update(settings, "remove", source_name(source), None, None)
+
+
+def _update(
+    settings: Settings,
+    action: Action,
+    source: str,
+    document: Document | None,
+    data: bytes | None,
+) -> None:
+    from ingest.update import update
+    from service.runtime import embedder_for
+
+    result = update(
+        settings.corpus_dir,
+        settings.index_dir,
+        settings.embedding_model,
+        embedder_for(settings),
+        action,
+        source,
+        document,
+        data,
+    )
+    click.echo(
+        f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "
+        f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
+        "running service picks it up at its next request"
     )
 
 
@@ -346,7 +411,8 @@ def _calibrate_faq(settings: Settings, questions: Path) -> None:
 
     if not settings.faq_path.is_file():
         raise click.UsageError(f"--calibrate-faq: no FAQ file {settings.faq_path} (ZHICE_FAQ_PATH)")
-    faq = FAQ(settings.faq_path, embedder_for(settings), settings.faq_threshold, Tokenizer().anchors)
+    embedder = embedder_for(settings)
+    faq = FAQ(settings.faq_path, embedder, settings.faq_threshold, Tokenizer().anchors)
     paraphrases, others = faq.scores([q.question for q in read_questions(questions)])
     chosen = calibrate_faq(paraphrases, others)
     path = write_calibration(settings.index_dir, chosen)

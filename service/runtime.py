@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ingest.embedding import Embedder, load_embedder
 from ingest.settings import Settings
-from ingest.store import check_index, load_index
+from ingest.store import LoadedIndex, check_index, load_index
 from ingest.tokenize import Tokenizer
 from service.batching import BatchingEmbedder
 from service.calibration import Threshold, load_calibration
@@ -61,6 +61,26 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
         tokenizer = Tokenizer()
         model = BatchingEmbedder(loading.result())
     model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
+    faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
+    qa = QA(*_read_path(settings, index, model, tokenizer), faq, llm_for(settings))
+    log.info(
+        "loaded %d chunks from %s in %.1f s",
+        len(index.chunks),
+        index.path,
+        time.perf_counter() - began,
+    )
+    return qa
+
+
+def with_index(qa: QA, index: LoadedIndex, settings: Settings) -> QA:
+    """The same pipeline (model, tokeniser, FAQ, LLM) over another version of the index."""
+    retriever = qa.retriever
+    return QA(*_read_path(settings, index, retriever.embedder, retriever.tokenizer), qa.faq, qa.llm)
+
+
+def _read_path(
+    settings: Settings, index: LoadedIndex, model: Embedder, tokenizer: Tokenizer
+) -> tuple[Retriever, Composer]:
     retriever = Retriever(
         index,
         model,
@@ -69,14 +89,5 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
         rrf_k=settings.rrf_k,
         fusion=settings.fusion,
     )
-    composer = Composer(
-        index.documents, tokenizer, index.bm25, threshold(settings, "refusal_threshold")
-    )
-    faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
-    log.info(
-        "loaded %d chunks from %s in %.1f s",
-        len(index.chunks),
-        index.path,
-        time.perf_counter() - began,
-    )
-    return QA(retriever, composer, faq, llm_for(settings))
+    threshold_ = threshold(settings, "refusal_threshold")
+    return retriever, Composer(index.documents, tokenizer, index.bm25, threshold_)

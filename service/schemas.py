@@ -169,6 +169,18 @@ class DocumentDetail(BaseModel):
     chunks: list[ChunkPublic]
 
 
+class DocumentUpdate(BaseModel):
+    """What an upload, replacement or removal did; the change is live when this returns."""
+
+    action: Literal["add", "replace", "remove"]
+    source: str = Field(description="The document's name, as citations show it.")
+    title: str | None = Field(None, description="Its title (not for a removal).")
+    chunks: int = Field(description="Chunks of this document now indexed (0 when removed).")
+    embedded: int = Field(description="Chunks embedded by this update (only this document's).")
+    documents: int = Field(description="Documents in the knowledge base now.")
+    seconds: float
+
+
 class Health(BaseModel):
     """Liveness or readiness."""
 

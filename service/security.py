@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Reachable without a key: probes, and the chat page with its files (service/routes/
 # widget.py), which hold no data — the page sends the key with its own API calls.
 # /docs and /openapi.json stay behind the key on purpose: the schema is a map of the API.
+# Where document uploads go (POST /documents, PUT /documents/{source}).
+UPLOADS = PathSet(frozenset({"/documents"}), ("/documents/",))
 PUBLIC = PathSet(frozenset({"/healthz", "/readyz"})).with_paths(
     "/", "/widget.js", prefixes=("/static/",)
 )
@@ -106,19 +108,25 @@ class PayloadTooLarge(HTTPException):
 
 
 class BodySizeMiddleware:
-    """413 for bodies over `limit` bytes, by Content-Length or while streaming (pure ASGI)."""
+    """413 for bodies over the limit, by Content-Length or while streaming (pure ASGI).
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Document uploads (POST or PUT under /documents) have a limit of their own.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit or limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope["method"] in {"POST", "PUT"} and route_path(scope) in UPLOADS
+        limit = self.upload_limit if upload else self.limit
         declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            await _too_large(PayloadTooLarge(self.limit), scope, receive, send)
+        if declared is not None and declared > limit:
+            await _too_large(PayloadTooLarge(limit), scope, receive, send)
             return
         received = 0
         started = False
@@ -128,8 +136,8 @@ class BodySizeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise PayloadTooLarge(self.limit)
+                if received > limit:
+                    raise PayloadTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -177,7 +185,9 @@ def install_guards(app: Starlette, settings: Settings, clock: Clock) -> None:
     if settings.api_keys:
         keys = [k.get_secret_value() for k in settings.api_keys]
         app.add_middleware(APIKeyMiddleware, keys=keys)
-    app.add_middleware(BodySizeMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeMiddleware, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
+    )
     if settings.cors_origins:
         app.add_middleware(
             JSONErrorCORSMiddleware,

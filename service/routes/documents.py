@@ -1,14 +1,25 @@
-"""GET /documents and GET /documents/{source}."""
+"""The knowledge base's documents: list, read, and add, replace or remove live."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Form, UploadFile
 
-from service.deps import QADep
+from ingest.loaders import load_bytes
+from ingest.types import Document
+from ingest.update import Action, source_name, update
+from service.deps import QADep, StateDep
 from service.errors import NotFoundError
-from service.schemas import ChunkPublic, DocumentDetail, DocumentList, DocumentSummary
+from service.schemas import (
+    ChunkPublic,
+    DocumentDetail,
+    DocumentList,
+    DocumentSummary,
+    DocumentUpdate,
+)
 
 router = APIRouter(tags=["documents"])
 
@@ -50,4 +61,91 @@ def get_document(source: str, qa: QADep) -> DocumentDetail:
             for c in index.chunks
             if c.source == source
         ],
+    )
+
+
+# Metadata an uploader may state; it overrides what is extracted from the text.
+Meta = Annotated[str | None, Form(max_length=200)]
+FileField = Annotated[UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown, TXT.")]
+
+
+@router.post("/documents", response_model=DocumentUpdate, status_code=201)
+def add_document(
+    file: FileField,
+    qa: QADep,
+    state: StateDep,
+    title: Meta = None,
+    date: Meta = None,
+    department: Meta = None,
+    region: Meta = None,
+) -> DocumentUpdate:
+    """Add a document (multipart field `file`); its `source` is its file name.
+
+    Only this document is chunked and embedded; it answers questions once this returns.
+    """
+    source = source_name(file.filename or "")
+    fields = {"title": title, "date": date, "department": department, "region": region}
+    return _apply(state, qa, "add", source, _read(source, file, fields))
+
+
+@router.put("/documents/{source}", response_model=DocumentUpdate)
+def replace_document(
+    source: str,
+    file: FileField,
+    qa: QADep,
+    state: StateDep,
+    title: Meta = None,
+    date: Meta = None,
+    department: Meta = None,
+    region: Meta = None,
+) -> DocumentUpdate:
+    """Replace a document's content (and metadata) under its existing name."""
+    source = source_name(source)
+    fields = {"title": title, "date": date, "department": department, "region": region}
+    return _apply(state, qa, "replace", source, _read(source, file, fields))
+
+
+@router.delete("/documents/{source}", response_model=DocumentUpdate)
+def remove_document(source: str, qa: QADep, state: StateDep) -> DocumentUpdate:
+    """Remove a document; it never appears in results again."""
+    return _apply(state, qa, "remove", source_name(source), None)
+
+
+def _read(source: str, file: UploadFile, fields: dict[str, str | None]) -> tuple[Document, bytes]:
+    data = file.file.read()
+    document = load_bytes(source, data)
+    given = {k: v.strip() for k, v in fields.items() if v and v.strip()}
+    title = given.pop("title", document.title)
+    return replace(document, title=title, metadata={**document.metadata, **given}), data
+
+
+def _apply(
+    state: StateDep,
+    qa: QADep,
+    action: Action,
+    source: str,
+    upload: tuple[Document, bytes] | None,
+) -> DocumentUpdate:
+    settings = state.settings
+    document, data = upload if upload else (None, None)
+    result = update(
+        settings.corpus_dir,
+        settings.index_dir,
+        settings.embedding_model,
+        qa.retriever.embedder,
+        action,
+        source,
+        document,
+        data,
+    )
+    state.install(result.index)
+    chunks = sum(1 for c in result.index.chunks if c.source == source)
+    return DocumentUpdate(
+        action=action,
+        source=source,
+        title=document.title if document else None,
+        chunks=chunks,
+        embedded=result.embedded,
+        documents=len(result.index.documents),
+        seconds=round(result.seconds, 3),
     )

@@ -1,0 +1,229 @@
+"""Live updates: add, replace or remove one document without rebuilding the rest.
+
+Only the changed document is chunked and embedded; every other chunk keeps its stored
+vector. The BM25 table is rebuilt from the stored chunk texts, because its term
+statistics span the whole corpus (tokenising takes about 0.3 ms a chunk). The corpus
+directory stays the source of truth that `zhice ingest` reads, so an update writes the
+file there too, in this order, under an exclusive lock on the index directory:
+
+1. the new file is staged beside the corpus (`.<source>.upload`), fsynced;
+2. the new index version is written (nothing points at it yet);
+3. the staged file replaces (or the removal deletes) the corpus file;
+4. the `current` link moves to the new version — the moment readers see the change.
+
+A process killed before 4 leaves the previous index in force: a restarted service
+serves exactly the previous state (a stale staged file is ignored and later removed;
+a corpus changed in 3 but not yet indexed is picked up by the next `zhice ingest`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ingest.bm25 import BM25
+from ingest.chunking import chunk_document
+from ingest.embedding import Embedder
+from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError, ZhiceError
+from ingest.loaders import SUFFIXES
+from ingest.store import LoadedIndex, VectorIndex, load_index, locked, write_index
+from ingest.tokenize import Tokenizer
+from ingest.types import Document
+
+log = logging.getLogger(__name__)
+
+Action = Literal["add", "replace", "remove"]
+STAGED = re.compile(r"^\..+\.upload$")
+MAX_SOURCE_CHARS = 200
+# Characters a source name may not contain: separators, controls, and what shells,
+# URLs and Windows file systems treat specially.
+_FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|#%]')
+
+
+class InvalidSourceError(CorpusError):
+    """A file name that cannot be a document name."""
+
+    code = "invalid_filename"
+
+
+class DocumentExistsError(ZhiceError):
+    """An upload under a name, or with content, the knowledge base already holds."""
+
+    status = 409
+    code = "document_exists"
+
+
+class DocumentNotFoundError(ZhiceError):
+    """A replacement or removal of a document the knowledge base does not hold."""
+
+    status = 404
+    code = "not_found"
+
+
+class LastDocumentError(ZhiceError):
+    """Removing the only document would leave an index nothing can be answered from."""
+
+    status = 409
+    code = "last_document"
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What an update did, and the index now in force."""
+
+    action: Action
+    source: str
+    chunks: int
+    embedded: int
+    seconds: float
+    index: LoadedIndex
+
+
+def source_name(filename: str) -> str:
+    """The document name for an uploaded file name: its base name, checked.
+
+    Names with a directory part (`../x.txt`, `/etc/x.txt`, `a\\b.txt`), hidden names,
+    control characters or an unsupported suffix are rejected, not silently altered,
+    so a citation's `source` is always exactly the name the operator chose.
+    """
+    name = unicodedata.normalize("NFC", filename).strip()
+    if not name or name in {".", ".."} or _FORBIDDEN.search(name):
+        raise InvalidSourceError(
+            f"file name {filename!r} must be a plain file name without a directory part, "
+            'control characters or any of / \\ : * ? " < > | # %'
+        )
+    if name.startswith("."):
+        raise InvalidSourceError(f"file name {filename!r} must not start with a dot")
+    if len(name) > MAX_SOURCE_CHARS:
+        raise InvalidSourceError(f"file name longer than {MAX_SOURCE_CHARS} characters")
+    if Path(name).suffix.lower() not in SUFFIXES:
+        raise UnsupportedFormatError(
+            f"{name!r}: unsupported file type; supported: {', '.join(sorted(SUFFIXES))}"
+        )
+    return name
+
+
+def update(
+    corpus_dir: Path,
+    index_dir: Path,
+    model: str,
+    embedder: Embedder,
+    action: Action,
+    source: str,
+    document: Document | None = None,
+    data: bytes | None = None,
+    *,
+    crash_before_switch: Callable[[], None] | None = None,
+) -> UpdateResult:
+    """Add, replace or remove one document; return the new index, already in force.
+
+    `document` and `data` (the file's bytes, written to the corpus) are needed to add
+    or replace. `crash_before_switch` runs between writing the new state and making it
+    current — a hook for tests that kill the process there.
+    """
+    began = time.perf_counter()
+    with locked(index_dir):
+        old = load_index(index_dir, model)
+        _check(old, action, source, document)
+        keep = [i for i, chunk in enumerate(old.chunks) if chunk.source != source]
+        chunks = [old.chunks[i] for i in keep]
+        vectors = old.vectors.vectors()[keep]
+        documents = {s: d for s, d in old.documents.items() if s != source}
+        embedded = 0
+        if document is not None:
+            new_chunks = chunk_document(document)
+            if not new_chunks:
+                raise EmptyDocumentError(f"{source}: no text to index")
+            fresh = embedder.embed_documents([c.search_text for c in new_chunks])
+            chunks += new_chunks
+            vectors = np.vstack([vectors, fresh]).astype(np.float32)
+            documents[source] = document
+            embedded = len(new_chunks)
+        tokenizer = Tokenizer()
+        bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
+        vector_index = VectorIndex.build(vectors)
+        manifest = replace(
+            old.manifest,
+            corpus={s: d.sha256 for s, d in sorted(documents.items())},
+            chunk_count=len(chunks),
+            index_type=vector_index.kind,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            build_seconds=round(time.perf_counter() - began, 3),
+        )
+        _remove_stale_uploads(corpus_dir)
+        staged = _stage(corpus_dir, source, data) if data is not None else None
+
+        def commit_corpus() -> None:
+            target = corpus_dir / source
+            if staged is not None:
+                os.replace(staged, target)
+            elif action == "remove":
+                target.unlink(missing_ok=True)
+            if crash_before_switch is not None:
+                crash_before_switch()
+
+        try:
+            path = write_index(
+                index_dir,
+                manifest,
+                documents.values(),
+                chunks,
+                vector_index,
+                bm25,
+                before_switch=commit_corpus,
+            )
+        finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
+    seconds = time.perf_counter() - began
+    log.info(
+        "%s %s: %d chunks (%d embedded) in %.2f s", action, source, len(chunks), embedded, seconds
+    )
+    index = LoadedIndex(path, manifest, documents, chunks, vector_index, bm25)
+    return UpdateResult(action, source, len(chunks), embedded, seconds, index)
+
+
+def _check(old: LoadedIndex, action: Action, source: str, document: Document | None) -> None:
+    exists = source in old.documents
+    if action == "add" and exists:
+        raise DocumentExistsError(f"{source} is already in the knowledge base; PUT replaces it")
+    if action != "add" and not exists:
+        raise DocumentNotFoundError(f"no document named {source!r}; see GET /documents")
+    if action == "remove" and len(old.documents) == 1:
+        raise LastDocumentError(f"{source} is the only document; add another first")
+    if document is None:
+        return
+    for other in old.documents.values():
+        if other.sha256 == document.sha256 and other.source != source:
+            raise DocumentExistsError(
+                f"{source} has the same content as {other.source}, already in the knowledge base"
+            )
+
+
+def _stage(corpus_dir: Path, source: str, data: bytes) -> Path:
+    """Write the bytes beside the corpus, durably, under a name loaders never read."""
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    staged = corpus_dir / f".{source}.upload"
+    with open(staged, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return staged
+
+
+def _remove_stale_uploads(corpus_dir: Path) -> None:
+    """Delete files staged by updates that a crash interrupted (we hold the lock)."""
+    if corpus_dir.is_dir():
+        for path in corpus_dir.iterdir():
+            if STAGED.match(path.name):
+                log.warning("removing %s, left by an interrupted update", path)
+                path.unlink(missing_ok=True)
