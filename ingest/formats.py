@@ -54,6 +54,11 @@ _CLASSES_DROP = frozenset(
 _SECTIONING = frozenset({"article", "aside", "main", "nav", "section"})
 _MAX_SPAN = 50
 
+# A PDF line at least this full (of the page's widest) that ends mid-sentence wraps.
+_WRAP_FILL = 0.85
+_MIN_WRAP_WIDTH = 30
+_SENTENCE_END = tuple("。！？；：.!?;:")
+
 
 class Extracted(NamedTuple):
     """What a reader gets out of a file; `title` is empty when the file names none."""
@@ -85,7 +90,10 @@ def read_pdf(name: str, data: bytes) -> Extracted:
                 raise EncryptedDocumentError(
                     f"{name} is password-protected; save an unprotected copy first"
                 )
-        texts = [_fix_radicals(clean(page.extract_text() or "")).strip() for page in reader.pages]
+        texts = [
+            _unwrap(_fix_radicals(clean(page.extract_text() or "")).strip())
+            for page in reader.pages
+        ]
         title = reader.metadata.title if reader.metadata else None
     if not any(texts):
         raise ScannedPDFError(f"{name} has no text layer (scanned?); OCR it first")
@@ -158,6 +166,32 @@ def _decode(name: str, data: bytes) -> str:
         return decode(data)
     except ValueError as exc:
         raise UnreadableDocumentError(f"{name} cannot be decoded: {exc}") from exc
+
+
+def _unwrap(page: str) -> str:
+    """Re-join the lines a PDF hard-wrapped at the page margin.
+
+    A line that fills (nearly) the page's widest line and does not end a sentence
+    continues on the next one; short lines — titles, headings, a paragraph's last
+    line — keep their breaks. Without this every wrapped line would read as a heading.
+    """
+    lines = page.split("\n")
+    width = max((len(line) for line in lines), default=0)
+    if width < _MIN_WRAP_WIDTH:
+        return page
+    out: list[str] = []
+    joining = False
+    for line in lines:
+        if joining and out:
+            glue = " " if out[-1][-1:].isascii() and line[:1].isascii() else ""
+            out[-1] += glue + line.strip()
+        else:
+            out.append(line)
+        stripped = line.rstrip()
+        joining = (
+            len(stripped) >= _WRAP_FILL * width and not stripped.endswith(_SENTENCE_END)
+        ) and "|" not in stripped
+    return "\n".join(out)
 
 
 def _real_title(title: str | None) -> str:

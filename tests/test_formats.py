@@ -5,17 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-from collections.abc import Sequence
 from pathlib import Path
 
 import docx
 import pytest
 from PIL import Image
 from pypdf import PdfWriter
-from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfgen import canvas
 
 from ingest.chunking import chunk_document
 from ingest.errors import (
@@ -29,9 +24,8 @@ from ingest.errors import (
 from ingest.formats import PAGE_BREAK
 from ingest.loaders import corpus_files, load_bytes, load_document
 from ingest.types import Document, page_at
+from tests.samples import pdf, scanned_pdf
 
-# reportlab's built-in Adobe CID font: a real Chinese text layer without a font file.
-CJK_FONT = "STSong-Light"
 PAGE_ONE = ["关于推动未来产业创新发展的实施意见", "到2025年，未来产业技术创新全面发展。"]
 PAGE_TWO = ["第二页：建设超大规模智算中心。", "满足大模型迭代训练和应用推理需求。"]
 POLICY_CAPTION = "2023-2024年我国大模型行业部分相关政策情况"
@@ -47,35 +41,6 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
-
-
-def _pdf(pages: Sequence[Sequence[str]], title: str | None = None) -> bytes:
-    """A PDF with one page per list of lines, drawn in a CJK font."""
-    pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
-    out = io.BytesIO()
-    pdf = canvas.Canvas(out)
-    if title:
-        pdf.setTitle(title)
-    for lines in pages:
-        pdf.setFont(CJK_FONT, 11)
-        for n, line in enumerate(lines):
-            pdf.drawString(50, 780 - 16 * n, line)
-        pdf.showPage()
-    pdf.save()
-    return out.getvalue()
-
-
-def _scanned_pdf() -> bytes:
-    """Two pages of pictures only: a drawn shape and an embedded image, no text."""
-    out = io.BytesIO()
-    pdf = canvas.Canvas(out)
-    pdf.rect(100, 400, 300, 200, fill=1)
-    pdf.showPage()
-    page_image = Image.new("RGB", (200, 100), "white")
-    pdf.drawImage(ImageReader(page_image), 100, 400, width=200, height=100)
-    pdf.showPage()
-    pdf.save()
-    return out.getvalue()
 
 
 def _docx_bytes(document: docx.document.Document) -> bytes:
@@ -103,7 +68,7 @@ def _policy_docx(title: str = "") -> bytes:
 
 
 def test_pdf_text_layer_is_read_page_by_page(tmp_path: Path) -> None:
-    path = _write(tmp_path, "policy.pdf", _pdf([PAGE_ONE, PAGE_TWO], title="未来产业实施意见"))
+    path = _write(tmp_path, "policy.pdf", pdf([PAGE_ONE, PAGE_TWO], title="未来产业实施意见"))
     doc = load_document(path)
     one, two = "\n".join(PAGE_ONE), "\n".join(PAGE_TWO)
     assert doc.text == one + PAGE_BREAK + two
@@ -115,12 +80,12 @@ def test_pdf_text_layer_is_read_page_by_page(tmp_path: Path) -> None:
 
 def test_pdf_without_a_real_title_takes_its_first_line(tmp_path: Path) -> None:
     # reportlab, like most tools, writes a placeholder ("untitled") when none is set.
-    doc = load_document(_write(tmp_path, "policy.pdf", _pdf([PAGE_ONE])))
+    doc = load_document(_write(tmp_path, "policy.pdf", pdf([PAGE_ONE])))
     assert doc.title == PAGE_ONE[0]
 
 
 def test_pdf_empty_page_keeps_later_page_numbers(tmp_path: Path) -> None:
-    doc = load_document(_write(tmp_path, "gap.pdf", _pdf([PAGE_ONE, [], PAGE_TWO])))
+    doc = load_document(_write(tmp_path, "gap.pdf", pdf([PAGE_ONE, [], PAGE_TWO])))
     assert len(doc.pages) == 3
     assert page_at(doc, doc.text.index("第二页")) == 3
 
@@ -129,7 +94,7 @@ def test_pdf_chunks_carry_their_page(tmp_path: Path) -> None:
     pages = [
         [f"第{p}页第{n}句：加快建设全国一体化算力网络。" for n in range(20)] for p in (1, 2, 3)
     ]
-    doc = load_document(_write(tmp_path, "long.pdf", _pdf(pages)))
+    doc = load_document(_write(tmp_path, "long.pdf", pdf(pages)))
     chunks = chunk_document(doc)
     assert {c.metadata["page"] for c in chunks} == {"1", "2", "3"}
     for chunk in chunks:
@@ -138,18 +103,18 @@ def test_pdf_chunks_carry_their_page(tmp_path: Path) -> None:
 
 def test_pdf_kangxi_radicals_are_read_as_ordinary_characters(tmp_path: Path) -> None:
     # "⼈⼯智能" with U+2F08 and U+2F2F, as some PDF fonts map 人 and 工.
-    doc = load_document(_write(tmp_path, "ai.pdf", _pdf([["\u2f08\u2f2f智能产业"]])))
+    doc = load_document(_write(tmp_path, "ai.pdf", pdf([["\u2f08\u2f2f智能产业"]])))
     assert doc.text == "人工智能产业"
 
 
 def test_scanned_pdf_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ScannedPDFError, match=r"scan\.pdf has no text layer.*OCR it first"):
-        load_document(_write(tmp_path, "scan.pdf", _scanned_pdf()))
+        load_document(_write(tmp_path, "scan.pdf", scanned_pdf()))
 
 
 @pytest.mark.parametrize(
     "data",
-    [_pdf([PAGE_ONE])[:400], b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n", b"not a pdf at all"],
+    [pdf([PAGE_ONE])[:400], b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n", b"not a pdf at all"],
     ids=["truncated", "no-xref", "garbage"],
 )
 def test_corrupt_pdf_is_refused(tmp_path: Path, data: bytes) -> None:
@@ -158,7 +123,7 @@ def test_corrupt_pdf_is_refused(tmp_path: Path, data: bytes) -> None:
 
 
 def _encrypted(user_password: str) -> bytes:
-    writer = PdfWriter(clone_from=io.BytesIO(_pdf([PAGE_ONE])))
+    writer = PdfWriter(clone_from=io.BytesIO(pdf([PAGE_ONE])))
     writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
     out = io.BytesIO()
     writer.write(out)
@@ -442,3 +407,16 @@ def test_corpus_files_list_every_readable_format(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.txt").mkdir()
     assert [p.name for p in corpus_files(tmp_path)] == sorted(names)
+
+
+def test_pdf_lines_wrapped_at_the_margin_are_joined(tmp_path: Path) -> None:
+    sentence = (
+        "为深入贯彻党中央国务院决策部署，加快推动未来产业创新发展，现提出如下实施意见。"
+        "到2025年，未来产业技术创新、产业培育、安全治理等全面发展，部分领域达到国际先进水平。"
+    )
+    wrapped = [sentence[i : i + 30] for i in range(0, len(sentence), 30)]
+    page = ["关于推动未来产业创新发展的实施意见", *wrapped, "一、总体要求"]
+    doc = load_document(_write(tmp_path, "wrapped.pdf", pdf([page])))
+    assert doc.text.split("\n") == ["关于推动未来产业创新发展的实施意见", sentence, "一、总体要求"]
+    chunks = chunk_document(doc)
+    assert any(c.text == sentence or sentence in c.text for c in chunks)
