@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ingest.bm25 import BM25
 from ingest.chunking import ChunkerParams, chunk_document
 from ingest.embedding import Embedder, Vectors
-from ingest.errors import ZhiceError
+from ingest.errors import CorpusError, ZhiceError
 from ingest.loaders import corpus_files, load_document
 from ingest.store import (
     FORMAT_VERSION,
@@ -42,11 +42,23 @@ class IngestResult:
     reused: int
     seconds: float
     path: Path
+    skipped: dict[str, str] = field(default_factory=dict)  # file name -> why
 
 
-def load_corpus(corpus_dir: Path) -> list[Document]:
-    """Every readable report in the corpus directory."""
-    return [load_document(path) for path in corpus_files(corpus_dir)]
+def load_corpus(corpus_dir: Path) -> tuple[list[Document], dict[str, str]]:
+    """Every readable report in the corpus directory, and why the others were skipped.
+
+    A scanned PDF, a damaged or empty file is reported and left out — one bad file
+    does not stop the rest from being indexed, nor is it indexed as empty.
+    """
+    documents, skipped = [], {}
+    for path in corpus_files(corpus_dir):
+        try:
+            documents.append(load_document(path))
+        except CorpusError as exc:
+            log.warning("skipping %s: %s", path.name, exc.message)
+            skipped[path.name] = exc.message
+    return documents, skipped
 
 
 def is_current(manifest: Manifest | None, documents: Sequence[Document], model: str) -> bool:
@@ -88,14 +100,14 @@ def _ingest(
     progress: bool,
 ) -> IngestResult:
     began = time.perf_counter()
-    documents = load_corpus(corpus_dir)
+    documents, skipped = load_corpus(corpus_dir)
     if not documents:
-        raise ZhiceError(f"no .txt/.md reports found in {corpus_dir}")
+        raise ZhiceError(f"no readable reports found in {corpus_dir}")
     if not force and is_current(read_manifest(index_dir), documents, model):
         log.info("index in %s is up to date; nothing to do", index_dir)
         manifest = read_manifest(index_dir)
         count = manifest.chunk_count if manifest else 0
-        return IngestResult(False, len(documents), count, 0, count, 0.0, index_dir)
+        return IngestResult(False, len(documents), count, 0, count, 0.0, index_dir, skipped)
     chunks = []
     for doc in documents:
         found = chunk_document(doc)
@@ -122,9 +134,8 @@ def _ingest(
     path = write_index(index_dir, manifest, documents, chunks, index, bm25)
     seconds = time.perf_counter() - began
     log.info("indexed %d chunks (%d embedded) in %.1f s", len(chunks), embedded, seconds)
-    return IngestResult(
-        True, len(documents), len(chunks), embedded, len(chunks) - embedded, seconds, path
-    )
+    reused = len(chunks) - embedded
+    return IngestResult(True, len(documents), len(chunks), embedded, reused, seconds, path, skipped)
 
 
 def _analysis() -> dict[str, object]:

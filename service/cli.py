@@ -85,6 +85,8 @@ def ingest(settings: Settings, force: bool) -> None:
         batch_size=settings.batch_size,
         force=force,
     )
+    for name, reason in result.skipped.items():
+        click.echo(f"skipped {name}: {reason}", err=True)
     if not result.rebuilt:
         click.echo(f"index is up to date ({result.chunks} chunks); nothing to do")
         return

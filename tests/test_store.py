@@ -12,6 +12,7 @@ from ingest.pipeline import IngestResult, ingest
 from ingest.settings import Settings
 from ingest.store import current_path, load_index, read_manifest
 from tests.fakes import HashEmbedder
+from tests.samples import scanned_pdf
 
 
 def _ingest(settings: Settings, embedder: HashEmbedder, **kwargs: bool) -> IngestResult:
@@ -115,3 +116,14 @@ def test_gbk_report_is_indexed(fake_settings: Settings) -> None:
     _ingest(fake_settings, HashEmbedder())
     index = load_index(fake_settings.index_dir, "fake-hash")
     assert index.documents["gbk.txt"].text == text
+
+
+def test_unreadable_files_are_skipped_and_reported(fake_settings: Settings) -> None:
+    (fake_settings.corpus_dir / "scan.pdf").write_bytes(scanned_pdf())
+    (fake_settings.corpus_dir / "empty.txt").write_bytes(b"")
+    result = _ingest(fake_settings, HashEmbedder())
+    assert set(result.skipped) == {"scan.pdf", "empty.txt"}
+    assert "no text layer" in result.skipped["scan.pdf"]
+    manifest = read_manifest(fake_settings.index_dir)
+    assert manifest is not None and not {"scan.pdf", "empty.txt"} & set(manifest.corpus)
+    assert _ingest(fake_settings, HashEmbedder()).rebuilt is False  # still current
