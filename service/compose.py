@@ -10,6 +10,7 @@ from ingest.bm25 import BM25
 from ingest.text import normalize, sentence_spans
 from ingest.tokenize import Tokenizer
 from ingest.types import Chunk, Citation, Document, Hit, table_row_sentence
+from service.filters import Filter, named_spans
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 _LIST_QUESTION = re.compile(r"哪些|列举|列出|有几|几项|几个|都有|清单|盘点")
@@ -25,6 +26,13 @@ _ASKS_AMOUNT = re.compile(r"多少|多大|多长|多高|多久|比例|占比|几
 # "Which policies…" lists must list policies, not whatever mentions the topic.
 _ASKS_POLICIES = re.compile(r"哪些[^，。？?]{0,16}(政策|文件|措施|方案|意见|规划|法规)[？?]?$")
 _POLICY = re.compile(r"《|政策|方案|意见|措施|办法|规划|条例|通知|policy")
+_POLICY_WORD = re.compile(r"政策|文件|措施|方案|意见|规划|法规|办法|条例|通知")
+# Words of a filtered list question that say what kind of thing to list or how it came
+# about, not what it is about: "2024年广东省发布了哪些大模型相关政策" is about 大模型.
+_LISTING_WORDS = frozenset(
+    """发布 出台 印发 颁布 推出 制定 出 发 涉及 提到 提及 跟 支持 发展 推动 促进 政策 措施 政策措施
+    方案 意见 办法 规划 法规 条例 通知 文件 省份 城市 地方 地区 国家 层面 年 月 过""".split()
+)
 _ASKS_DATE = re.compile(r"哪天|哪一天|何时|什么时候|哪年|哪一年|几月|几号|日期")
 _MONEY = re.compile(r"\d[\d.,]*\s*(万|亿)?元|[一二两三四五六七八九十百千万亿]+元")
 # An amount is a number with a unit or a percentage; 2024年 and 3月 are dates, not
@@ -133,6 +141,44 @@ class Composer:
             return Answer(REFUSAL, True, [], evidence, intent)
         text, citations = self._render(chosen, intent)
         return Answer(text, False, citations, evidence, intent)
+
+    def list_rows(
+        self, question: str, tokens: Sequence[str], rows: Sequence[Chunk], where: Filter
+    ) -> Answer | None:
+        """Every row the filter chose that is on the question's topic, each cited; or None.
+
+        The filter has decided the place, time and department; a row is listed when it
+        holds each remaining content word of the question (大模型 in "…哪些大模型相关政策"),
+        and only policy rows are listed when the question asks for policies. None when no
+        row qualifies or the evidence is below the threshold: the question is then
+        answered (or refused) from retrieval as usual.
+        """
+        if _POLICY_WORD.search(question):
+            rows = [r for r in rows if "policy" in r.metadata]
+        plain = normalize(question)
+        decided = named_spans(plain, self.tokenizer.places, where)
+        topic = [
+            t
+            for t in set(tokens)
+            if t not in _LISTING_WORDS and not t.isdigit() and not _inside(t, plain, decided)
+        ]
+        need = self._need(question, tokens)
+        chosen = []
+        for row in rows:
+            display = _row_answer(row)
+            text = normalize(f"{row.title}\n{row.context}\n{display}")
+            if all(self._present(t, text) for t in topic):
+                coverage = self._coverage(need.weights, text)
+                chosen.append(
+                    Candidate(row, row.start, row.end, display, text, coverage, True, coverage)
+                )
+        if not chosen:
+            return None
+        evidence = self.evidence(need, [Hit(c.chunk, 1.0) for c in chosen], chosen, "list")
+        if evidence < self.threshold:
+            return None
+        text, citations = self._render(chosen, "list")
+        return Answer(text, False, citations, evidence, "list")
 
     def _need(self, question: str, tokens: Sequence[str], anchors: Sequence[str] = ()) -> _Need:
         return _Need(
@@ -307,6 +353,12 @@ def _row_answer(chunk: Chunk) -> str:
     )
     head = f"《{fields['policy']}》" + (f"（{who}）" if who else "")
     return f"{head}：{fields['content']}" if fields.get("content") else head
+
+
+def _inside(token: str, text: str, spans: Sequence[tuple[int, int]]) -> bool:
+    """True when every occurrence of token in text overlaps a span (海市 in 上海市)."""
+    starts = [m.start() for m in re.finditer(re.escape(token), text)]
+    return bool(starts) and all(any(s < i + len(token) and i < e for s, e in spans) for i in starts)
 
 
 def _share(anchors: Sequence[str], text: str) -> float:

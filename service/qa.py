@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 
 from ingest.errors import ZhiceError
 from ingest.types import Citation, Hit
-from service.compose import Answer, Composer
+from service.compose import Answer, Composer, is_list_question
 from service.faq import FAQ, Match
+from service.filters import Filter, as_filter, implied_filter
 from service.intents import REPLIES, small_talk
 from service.llm import LLMComposer, LLMError
 from service.retrieval import Mode, Query, Retriever
@@ -57,9 +58,9 @@ class QA:
         self.faq = faq
         self.llm = llm
 
-    def check_sources(self, sources: Collection[str] | None) -> None:
+    def check_sources(self, where: Filter | None) -> None:
         """Reject filters that name documents the index does not hold."""
-        unknown = sorted(set(sources or ()) - set(self.retriever.sources))
+        unknown = sorted(set(where.sources or ()) - set(self.retriever.sources)) if where else []
         if unknown:
             raise UnknownSourceError(f"unknown source(s) in filter: {', '.join(unknown)}")
 
@@ -67,22 +68,23 @@ class QA:
         self,
         query: str,
         top_k: int,
-        sources: Collection[str] | None = None,
+        where: Filter | Collection[str] | None = None,
         mode: Mode = "hybrid",
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
-        _, hits, timings, _ = self._retrieve(query, top_k, sources, mode)
+        scope = as_filter(where)
+        self.check_sources(scope)
+        _, hits, timings, _ = self._retrieve(query, top_k, scope, mode)
         return hits, timings
 
     def _retrieve(
         self,
         query: str,
         top_k: int,
-        sources: Collection[str] | None,
+        where: Filter | None,
         mode: Mode,
         faq_question: str | None = None,
     ) -> tuple[Query, list[Hit], dict[str, float], Match | None]:
-        self.check_sources(sources)
         began = time.perf_counter()
         prepared = self.retriever.prepare(query, mode)
         embedded = time.perf_counter()
@@ -90,7 +92,7 @@ class QA:
         match = self._faq_match(faq_question, prepared) if faq_question is not None else None
         if match is not None:
             return prepared, [], timings | {"retrieve": 0.0}, match
-        hits = self.retriever.search(prepared, top_k, sources, mode)
+        hits = self.retriever.search(prepared, top_k, where, mode)
         return prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())}, None
 
     def _faq_match(self, question: str, prepared: Query) -> Match | None:
@@ -107,34 +109,36 @@ class QA:
         self,
         question: str,
         top_k: int,
-        sources: Collection[str] | None = None,
+        where: Filter | Collection[str] | None = None,
         history: Sequence[Turn] = (),
         mode: Mode = "hybrid",
     ) -> Result:
-        """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports."""
+        """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports.
+
+        `where` restricts the reports; a bare collection of names restricts the sources.
+        """
         began = time.perf_counter()
         kind = small_talk(question)
         if kind is not None:
             total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
             return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
+        scope = as_filter(where)
+        self.check_sources(scope)
         # Retrieval searches the follow-up resolved against the conversation; the
-        # composer answers the follow-up (made self-contained where possible). A source
+        # composer answers the follow-up (made self-contained where possible). A
         # filter asks about the reports, so the FAQ stays out of it.
         rewritten = rewrite(question, history, self.retriever.tokenizer)
         query = rewritten.query
-        faq_question = rewritten.question if not sources else None
-        prepared, hits, timings, match = self._retrieve(query, top_k, sources, mode, faq_question)
+        listing = time.perf_counter()
+        listed = self._list_rows(rewritten.question, scope)
+        listing_ms = _ms(listing, time.perf_counter())
+        rows, scope = listed if listed else (None, scope)
+        faq_question = rewritten.question if scope is None or scope.empty else None
+        prepared, hits, timings, match = self._retrieve(query, top_k, scope, mode, faq_question)
         retrieved = time.perf_counter()
-        if match is not None:
-            answer, composer = _faq_answer(match), "faq"
-        else:
-            answer = self.composer.compose(rewritten.question, prepared.tokens, hits)
-            composer = "extractive"
-        fallback = None
-        if self.llm is not None and composer == "extractive" and not answer.refused:
-            answer, composer, fallback = self._generate(rewritten.question, hits, answer)
+        answer, composer, fallback = self._compose(rewritten.question, prepared, hits, match, rows)
         done = time.perf_counter()
-        timings |= {"compose": _ms(retrieved, done), "total": _ms(began, done)}
+        timings |= {"compose": _ms(retrieved, done) + listing_ms, "total": _ms(began, done)}
         return Result(
             answer=answer.text,
             refused=answer.refused,
@@ -147,6 +151,43 @@ class QA:
             composer=composer,
             llm_fallback=fallback,
         )
+
+    def _compose(
+        self,
+        question: str,
+        prepared: Query,
+        hits: list[Hit],
+        match: Match | None,
+        rows: Answer | None,
+    ) -> tuple[Answer, str, str | None]:
+        """The FAQ's answer, else the row list, else the extractive (or LLM) answer."""
+        if match is not None:
+            return _faq_answer(match), "faq", None
+        if rows is not None:
+            return rows, "extractive", None  # complete by construction; an LLM would shorten it
+        answer = self.composer.compose(question, prepared.tokens, hits)
+        if self.llm is None or answer.refused:
+            return answer, "extractive", None
+        return self._generate(question, hits, answer)
+
+    def _list_rows(self, question: str, where: Filter | None) -> tuple[Answer, Filter] | None:
+        """Every table row a filtered 哪些 question asks for, and the filter that found them.
+
+        A question naming a place and a year ("2024年广东省发布了哪些…政策？") filters by
+        them where the explicit filter leaves them open — but only when rows match;
+        otherwise it is answered from retrieval as before.
+        """
+        if not is_list_question(question):
+            return None
+        explicit = where or Filter()
+        implied = implied_filter(question, self.retriever.tokenizer.places)
+        scope = explicit.or_else(implied) if implied else explicit
+        if not scope.on_metadata:
+            return None
+        tokens = self.retriever.tokenizer.tokenize(question)
+        rows = self.retriever.rows(scope)
+        answer = self.composer.list_rows(question, tokens, rows, scope) if rows else None
+        return (answer, scope) if answer is not None else None
 
     def _generate(
         self, question: str, hits: list[Hit], extractive: Answer

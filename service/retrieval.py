@@ -12,7 +12,8 @@ import numpy.typing as npt
 from ingest.embedding import Embedder
 from ingest.store import LoadedIndex
 from ingest.tokenize import Tokenizer
-from ingest.types import Hit
+from ingest.types import Chunk, Hit
+from service.filters import Filter, FilterIndex
 from service.fusion import Fusion, rrf, zscore
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -49,10 +50,7 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.fusion = fusion
-        by_source: dict[str, list[int]] = {}
-        for i, chunk in enumerate(index.chunks):
-            by_source.setdefault(chunk.source, []).append(i)
-        self._by_source = {s: np.array(ids, dtype=np.int64) for s, ids in by_source.items()}
+        self.filters = FilterIndex(index.chunks, index.documents)
 
     @property
     def sources(self) -> Collection[str]:
@@ -70,11 +68,15 @@ class Retriever:
         self,
         query: Query,
         top_k: int,
-        sources: Collection[str] | None = None,
+        where: Filter | None = None,
         mode: Mode = "hybrid",
     ) -> list[Hit]:
-        """The top_k chunks by fused score in (0, 1] (see `service.fusion`)."""
-        allowed = self._allowed(sources)
+        """The top_k chunks by fused score in (0, 1] (see `service.fusion`).
+
+        Under a filter both retrievers search only the chunks it allows, so a
+        restrictive filter loses no match to the candidate cut-off.
+        """
+        allowed = self.filters.allowed(where)
         dense = self._dense(query, allowed) if mode != "bm25" else {}
         sparse = self._bm25(query, allowed) if mode != "dense" else {}
         rankings = [r for r, used in ((dense, mode != "bm25"), (sparse, mode != "dense")) if used]
@@ -95,11 +97,12 @@ class Retriever:
             for i in order
         ]
 
-    def _allowed(self, sources: Collection[str] | None) -> npt.NDArray[np.int64] | None:
-        if sources is None:
-            return None
-        parts = [self._by_source[s] for s in sources if s in self._by_source]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def rows(self, where: Filter) -> list[Chunk]:
+        """Every table-row chunk the filter allows, in corpus order."""
+        allowed = self.filters.allowed(where)
+        chunks = self.index.chunks
+        ids = range(len(chunks)) if allowed is None else allowed
+        return [chunks[i] for i in ids if chunks[i].kind == "table_row"]
 
     def _dense(
         self, query: Query, allowed: npt.NDArray[np.int64] | None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ingest.metadata import normalize_date
+from service.filters import period
 
 MAX_QUESTION_CHARS = 2000
 
@@ -21,14 +24,43 @@ Text = Annotated[
 ]
 
 
+def _iso_date(value: str) -> str:
+    if normalize_date(value) != value:
+        raise ValueError("must be a date as YYYY, YYYY-MM or YYYY-MM-DD")
+    return value
+
+
+# A metadata value to match (a department or a region): 1–100 characters, trimmed.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+IsoDate = Annotated[
+    str, Field(max_length=10, examples=["2024", "2024-05", "2024-05-31"]), AfterValidator(_iso_date)
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Filters(_Strict):
-    """Restrict retrieval; only documents named in `source` are searched."""
+    """Restrict retrieval and answers: every given criterion must hold.
+
+    A chunk is judged by its own metadata (a table row's fields) first and its
+    document's second; a chunk without a value for a filtered field is left out.
+    """
 
     source: list[str] | None = Field(None, min_length=1, max_length=100)
+    department: Name | None = Field(None, description="Issuing department, matched as a substring.")
+    region: Name | None = Field(None, description="Province or city; 广东 matches 广东省.")
+    date_from: IsoDate | None = Field(None, description="Earliest date, inclusive.")
+    date_to: IsoDate | None = Field(
+        None, description="Latest date, inclusive (2024 = to 2024-12-31)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Filters:
+        if self.date_from and self.date_to and period(self.date_from)[0] > period(self.date_to)[1]:
+            raise ValueError("date_from is after date_to")
+        return self
 
 
 class Message(_Strict):

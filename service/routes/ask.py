@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ingest.types import Citation, Hit
 from service.deps import QADep, StateDep
+from service.filters import Filter
 from service.rewrite import Turn
 from service.schemas import (
     AskDebug,
@@ -27,7 +28,7 @@ def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
     """Answer a question with citations to exact spans, or refuse when unsupported."""
     top_k = body.top_k or state.settings.top_k
     history = [Turn(m.role, m.content) for m in body.history]
-    result = qa.ask(body.question, top_k, _sources(body.filters), history)
+    result = qa.ask(body.question, top_k, _filter(body.filters), history)
     state.metrics.answers.labels("refused" if result.refused else "answered").inc()
     debug = None
     if body.debug:
@@ -51,12 +52,20 @@ def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
 @router.post("/search", response_model=SearchResponse)
 def search(body: SearchRequest, qa: QADep) -> SearchResponse:
     """Retrieve passages (hybrid by default) without composing an answer."""
-    hits, timings = qa.search(body.query, body.top_k, _sources(body.filters), body.retriever)
+    hits, timings = qa.search(body.query, body.top_k, _filter(body.filters), body.retriever)
     return SearchResponse(passages=[_passage(h, body.debug) for h in hits], timings_ms=timings)
 
 
-def _sources(filters: Filters | None) -> list[str] | None:
-    return filters.source if filters else None
+def _filter(filters: Filters | None) -> Filter | None:
+    if filters is None:
+        return None
+    return Filter(
+        sources=tuple(filters.source) if filters.source is not None else None,
+        department=filters.department,
+        region=filters.region,
+        date_from=filters.date_from,
+        date_to=filters.date_to,
+    )
 
 
 def _citation(c: Citation) -> CitationPublic:
