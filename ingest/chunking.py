@@ -21,7 +21,7 @@ _NUMERIC = re.compile(r"^[\d.,%+\-eE]+$")
 class ChunkerParams:
     """Sizes in characters; recorded in the index manifest."""
 
-    version: int = 6  # bump when chunking logic changes, so indexes rebuild
+    version: int = 7  # bump when chunking logic changes, so indexes rebuild
     min_chars: int = 80
     max_chars: int = 220
     overlap_sentences: int = 1

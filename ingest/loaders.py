@@ -9,6 +9,7 @@ from pathlib import Path, PurePath
 
 from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError
 from ingest.formats import Extracted, read_docx, read_html, read_pdf, read_text
+from ingest.metadata import document_metadata
 from ingest.types import Document
 
 READERS: Mapping[str, Callable[[str, bytes], Extracted]] = {
@@ -55,11 +56,13 @@ def load_bytes(name: str, data: bytes) -> Document:
     text, title, pages = reader(name, data)
     if not text.strip():
         raise EmptyDocumentError(f"{name} holds no text")
+    title = title or guess_title(text, PurePath(name).stem)
     return Document(
         source=name,
-        title=title or guess_title(text, PurePath(name).stem),
+        title=title,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
+        metadata=document_metadata(text, title),
         pages=pages,
     )
 

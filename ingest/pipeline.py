@@ -66,7 +66,7 @@ def is_current(manifest: Manifest | None, documents: Sequence[Document], model: 
     return (
         manifest is not None
         and manifest.model == model
-        and dict(manifest.chunker) == _analysis()
+        and dict(manifest.chunker) == analysis()
         and dict(manifest.corpus) == {d.source: d.sha256 for d in documents}
     )
 
@@ -124,7 +124,7 @@ def _ingest(
         format_version=FORMAT_VERSION,
         model=model,
         dimension=model_impl.dimension,
-        chunker=_analysis(),
+        chunker=analysis(),
         corpus={d.source: d.sha256 for d in documents},
         chunk_count=len(chunks),
         index_type=index.kind,
@@ -138,7 +138,7 @@ def _ingest(
     return IngestResult(True, len(documents), len(chunks), embedded, reused, seconds, path, skipped)
 
 
-def _analysis() -> dict[str, object]:
+def analysis() -> dict[str, object]:
     """Chunking parameters and the tokeniser's dictionaries: changing either rebuilds."""
     return {**asdict(ChunkerParams()), "tokenizer": fingerprint()}
 

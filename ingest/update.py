@@ -35,7 +35,17 @@ from ingest.chunking import chunk_document
 from ingest.embedding import Embedder
 from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError, ZhiceError
 from ingest.loaders import SUFFIXES
-from ingest.store import LoadedIndex, VectorIndex, load_index, locked, write_index
+from ingest.pipeline import analysis
+from ingest.store import (
+    FORMAT_VERSION,
+    LoadedIndex,
+    Manifest,
+    VectorIndex,
+    load_index,
+    locked,
+    read_manifest,
+    write_index,
+)
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
 
@@ -132,7 +142,7 @@ def update(
     """
     began = time.perf_counter()
     with locked(index_dir):
-        old = load_index(index_dir, model)
+        old = _current_or_empty(index_dir, model, embedder, action)
         _check(old, action, source, document)
         keep = [i for i, chunk in enumerate(old.chunks) if chunk.source != source]
         chunks = [old.chunks[i] for i in keep]
@@ -190,6 +200,27 @@ def update(
     )
     index = LoadedIndex(path, manifest, documents, chunks, vector_index, bm25)
     return UpdateResult(action, source, len(chunks), embedded, seconds, index)
+
+
+def _current_or_empty(
+    index_dir: Path, model: str, embedder: Embedder, action: Action
+) -> LoadedIndex:
+    """The index in force; an empty one when the first document of a collection is added."""
+    if action != "add" or read_manifest(index_dir) is not None:
+        return load_index(index_dir, model)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        model=model,
+        dimension=embedder.dimension,
+        chunker=analysis(),
+        corpus={},
+        chunk_count=0,
+        index_type="",
+        built_at="",
+        build_seconds=0.0,
+    )
+    empty = np.zeros((0, embedder.dimension), np.float32)
+    return LoadedIndex(index_dir, manifest, {}, [], VectorIndex.build(empty), BM25.build([]))
 
 
 def _check(old: LoadedIndex, action: Action, source: str, document: Document | None) -> None:

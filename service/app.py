@@ -39,6 +39,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if qa is not None:
             state.qa = qa
+            state.load_collections()
             state.loaded.set()
         else:
             # Fail fast, with an instruction, when there is no usable index; the slow
@@ -71,6 +72,7 @@ def _load(state: AppState) -> None:
     began = time.perf_counter()
     try:
         state.qa = build_qa(state.settings)
+        state.load_collections()
         log.info("ready in %.1f s", time.perf_counter() - began)
     except ZhiceError as exc:
         state.failure = exc.message

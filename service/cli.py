@@ -41,10 +41,15 @@ def _errors_to_exit(func: F) -> F:
 @click.option("--corpus-dir", type=click.Path(path_type=Path), help="[env ZHICE_CORPUS_DIR]")
 @click.option("--index-dir", type=click.Path(path_type=Path), help="[env ZHICE_INDEX_DIR]")
 @click.option("--model", "embedding_model", help="Embedding model [env ZHICE_EMBEDDING_MODEL]")
+@click.option(
+    "--collection",
+    help="Work on this collection: ZHICE_COLLECTIONS_DIR/NAME/{corpus,index} (ingest, add, "
+    "remove, ask, search, eval).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @click.version_option(package_name="zhice")
 @click.pass_context
-def cli(ctx: click.Context, /, verbose: bool, **overrides: Any) -> None:
+def cli(ctx: click.Context, /, verbose: bool, collection: str | None, **overrides: Any) -> None:
     """知策 zhice: cited answers from Chinese policy and industry reports."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -52,9 +57,13 @@ def cli(ctx: click.Context, /, verbose: bool, **overrides: Any) -> None:
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        ctx.obj = Settings(**given)
+        settings = Settings(**given)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    try:
+        ctx.obj = settings.collection(collection)
+    except ZhiceError as exc:
+        raise click.BadParameter(exc.message, param_hint="--collection") from exc
 
 
 @cli.command("prepare-model")
@@ -192,11 +201,13 @@ def ask(
     settings: Settings, question: str, top_k: int | None, source: tuple[str, ...], as_json: bool
 ) -> None:
     """Answer QUESTION with citations."""
+    from service.filters import Filter
     from service.runtime import build_qa
 
     if not question.strip():
         raise click.BadParameter("the question is blank", param_hint="QUESTION")
-    result = build_qa(settings).ask(question.strip(), top_k or settings.top_k, source or None)
+    where = Filter(sources=source) if source else None
+    result = build_qa(settings).ask(question.strip(), top_k or settings.top_k, where)
     if as_json:
         payload = {
             "answer": result.answer,

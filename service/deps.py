@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ingest.errors import ZhiceError
-from ingest.settings import Settings
-from ingest.store import LoadedIndex, current_version, load_index
+from ingest.settings import DEFAULT_COLLECTION, Settings
+from ingest.store import LoadedIndex, current_version, load_index, read_manifest
 from service.errors import NotReadyError
 from service.metrics import Metrics
 from service.qa import QA
@@ -20,50 +20,103 @@ from service.runtime import with_index
 log = logging.getLogger(__name__)
 
 
+class UnknownCollectionError(ZhiceError):
+    """A request names a collection the service does not hold."""
+
+    status = 404
+    code = "unknown_collection"
+
+
 @dataclass
 class AppState:
     """What the lifespan loads; `qa` is None until the index and model are ready.
 
-    `qa` is replaced, never changed: a request takes it once and sees one version of
-    the index throughout, while an update installs the next.
+    `qa` serves the default collection, `collections` the others by name. A pipeline is
+    replaced, never changed: a request takes one once and sees one version of its index
+    throughout, while an update installs the next.
     """
 
     settings: Settings
     metrics: Metrics
     qa: QA | None = None
+    collections: dict[str, QA] = field(default_factory=dict)
     failure: str | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
     _swap: threading.Lock = field(default_factory=threading.Lock)
     _following: threading.Lock = field(default_factory=threading.Lock)
 
-    def install(self, index: LoadedIndex) -> None:
-        """Serve `index` from now on, if it is still the version in force."""
-        with self._swap:
-            qa = self.qa
-            if qa is None or current_version(self.settings.index_dir) != index.path.name:
-                return  # a newer version is already current; its loader installs it
-            if qa.retriever.index.path.name != index.path.name:
-                self.qa = with_index(qa, index, self.settings)
-                log.info("serving index %s (%d chunks)", index.path.name, len(index.chunks))
+    def pipeline(self, collection: str | None = None) -> QA:
+        """The pipeline of a collection (None: the default), or 503 while loading."""
+        qa = self.qa
+        if qa is None:
+            raise NotReadyError(self.failure or "the index and model are still loading")
+        settings = self.settings.collection(collection)  # rejects malformed names
+        self.follow(collection)
+        if settings is self.settings:
+            return qa
+        found = self.collections.get(collection or "")
+        if found is None and read_manifest(settings.index_dir) is not None:
+            # Made by another process (`zhice add --collection`) since we started.
+            self.install(load_index(settings.index_dir, settings.embedding_model), collection)
+            found = self.collections.get(collection or "")
+        if found is None:
+            raise UnknownCollectionError(
+                f"no collection named {collection!r}; see GET /collections"
+            )
+        return found
 
-    def follow(self) -> None:
-        """Load the index in force in the background if another process changed it.
+    def install(self, index: LoadedIndex, collection: str | None = None) -> None:
+        """Serve `index` for a collection from now on, if it is still the version in force."""
+        settings = self.settings.collection(collection)
+        with self._swap:
+            if self.qa is None or current_version(settings.index_dir) != index.path.name:
+                return  # a newer version is already current; its loader installs it
+            serving = self._serving(collection)
+            if serving is not None and serving.retriever.index.path.name == index.path.name:
+                return
+            qa = with_index(self.qa, index, settings)
+            if settings is self.settings:
+                self.qa = qa
+            else:
+                self.collections = {**self.collections, str(collection): qa}
+            log.info("serving %s (%d chunks)", index.path, len(index.chunks))
+
+    def follow(self, collection: str | None = None) -> None:
+        """Load a collection's index in the background if another process changed it.
 
         One system call a request; `zhice add` and `zhice remove` in another process
         reach the running service this way.
         """
-        qa = self.qa
-        if qa is None or current_version(self.settings.index_dir) in {
-            None,
-            qa.retriever.index.path.name,
-        }:
+        serving = self._serving(collection)
+        if serving is None:
+            return
+        settings = self.settings.collection(collection)
+        version = current_version(settings.index_dir)
+        if version in {None, serving.retriever.index.path.name}:
             return
         if self._following.acquire(blocking=False):
-            threading.Thread(target=self._reload, daemon=True, name="zhice-follow").start()
+            threading.Thread(
+                target=self._reload, args=(collection,), daemon=True, name="zhice-follow"
+            ).start()
 
-    def _reload(self) -> None:
+    def load_collections(self) -> None:
+        """Load every collection directory's index beside the default pipeline."""
+        for name in self.settings.collection_names()[1:]:
+            settings = self.settings.collection(name)
+            try:
+                self.install(load_index(settings.index_dir, settings.embedding_model), name)
+            except ZhiceError as exc:
+                log.error("collection %s not served: %s", name, exc.message)
+
+    def _serving(self, collection: str | None) -> QA | None:
+        if collection is None or collection == DEFAULT_COLLECTION:
+            return self.qa
+        return self.collections.get(collection)
+
+    def _reload(self, collection: str | None) -> None:
+        settings = self.settings.collection(collection)
         try:
-            self.install(load_index(self.settings.index_dir, self.settings.embedding_model))
+            self.install(load_index(settings.index_dir, settings.embedding_model), collection)
         except (ZhiceError, OSError, ValueError) as exc:  # e.g. a version removed mid-read
             log.warning("could not load the new index version: %s", exc)
         finally:
@@ -78,11 +131,7 @@ def get_state(request: Request) -> AppState:
 
 def get_qa(state: Annotated[AppState, Depends(get_state)]) -> QA:
     """The question-answering pipeline, or 503 while it loads."""
-    qa = state.qa
-    if qa is None:
-        raise NotReadyError(state.failure or "the index and model are still loading")
-    state.follow()
-    return qa
+    return state.pipeline()
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -10,7 +10,7 @@ is inside 2024…2024-12, a row of plain 2024 is not inside 2024-06…2024-12.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -90,13 +90,6 @@ class Filter:
         return (self.date_from is None or period(self.date_from)[0] <= first) and (
             self.date_to is None or last <= period(self.date_to)[1]
         )
-
-
-def as_filter(where: Filter | Collection[str] | None) -> Filter | None:
-    """A Filter; a bare collection of document names is a source-only one (`--source`)."""
-    if where is None or isinstance(where, Filter):
-        return where
-    return Filter(sources=(where,) if isinstance(where, str) else tuple(where))
 
 
 def period(iso: str) -> tuple[str, str]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ingest.errors import ZhiceError
 from ingest.types import Citation, Hit
 from service.compose import Answer, Composer, is_list_question
 from service.faq import FAQ, Match
-from service.filters import Filter, as_filter, implied_filter
+from service.filters import Filter, implied_filter
 from service.intents import REPLIES, small_talk
 from service.llm import LLMComposer, LLMError
 from service.retrieval import Mode, Query, Retriever
@@ -68,11 +68,11 @@ class QA:
         self,
         query: str,
         top_k: int,
-        where: Filter | Collection[str] | None = None,
+        where: Filter | None = None,
         mode: Mode = "hybrid",
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
-        scope = as_filter(where)
+        scope = where
         self.check_sources(scope)
         _, hits, timings, _ = self._retrieve(query, top_k, scope, mode)
         return hits, timings
@@ -109,20 +109,20 @@ class QA:
         self,
         question: str,
         top_k: int,
-        where: Filter | Collection[str] | None = None,
+        where: Filter | None = None,
         history: Sequence[Turn] = (),
         mode: Mode = "hybrid",
     ) -> Result:
         """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports.
 
-        `where` restricts the reports; a bare collection of names restricts the sources.
+        `where` restricts the reports.
         """
         began = time.perf_counter()
         kind = small_talk(question)
         if kind is not None:
             total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
             return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
-        scope = as_filter(where)
+        scope = where
         self.check_sources(scope)
         # Retrieval searches the follow-up resolved against the conversation; the
         # composer answers the follow-up (made self-contained where possible). A

@@ -76,6 +76,9 @@ class AskRequest(_Strict):
     question: Text
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
     filters: Filters | None = None
+    collection: str | None = Field(
+        None, max_length=40, description="Which knowledge base (default: `default`)."
+    )
     history: list[Message] = Field(default_factory=list, max_length=50)
     debug: bool = Field(False, description="Include retrieval ranks and the rewritten query.")
 
@@ -86,6 +89,9 @@ class SearchRequest(_Strict):
     query: Text
     top_k: int = Field(10, ge=1, le=100)
     filters: Filters | None = None
+    collection: str | None = Field(
+        None, max_length=40, description="Which knowledge base (default: `default`)."
+    )
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
     debug: bool = False
 
@@ -99,6 +105,7 @@ class CitationPublic(BaseModel):
     start: int
     end: int
     quote: str
+    page: int | None = Field(None, description="The page the quote starts on (PDF documents).")
 
 
 class Ranks(BaseModel):
@@ -199,6 +206,20 @@ class DocumentDetail(BaseModel):
     text: str
     metadata: dict[str, str]
     chunks: list[ChunkPublic]
+
+
+class CollectionSummary(BaseModel):
+    """A knowledge base served by this instance."""
+
+    name: str
+    documents: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    """Every collection: `default` (ZHICE_CORPUS_DIR/ZHICE_INDEX_DIR), then the others."""
+
+    collections: list[CollectionSummary]
 
 
 class DocumentUpdate(BaseModel):

@@ -16,7 +16,6 @@ from ingest.types import Chunk, Document
 from service.filters import (
     Filter,
     FilterIndex,
-    as_filter,
     department_matches,
     effective_metadata,
     implied_filter,
@@ -252,14 +251,6 @@ def test_implied_filter_needs_one_place_and_one_date(
     question: str, expected: Filter | None
 ) -> None:
     assert implied_filter(question, PLACES) == expected
-
-
-def test_a_bare_collection_of_names_is_a_source_filter() -> None:
-    assert as_filter(None) is None
-    assert as_filter(["a.txt"]) == Filter(sources=("a.txt",))
-    assert as_filter("a.txt") == Filter(sources=("a.txt",))
-    where = Filter(region="北京")
-    assert as_filter(where) is where
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import APIRouter
 
-from ingest.types import Citation, Hit
-from service.deps import QADep, StateDep
+from ingest.types import Citation, Hit, page_at
+from service.deps import StateDep
 from service.filters import Filter
+from service.qa import QA
 from service.rewrite import Turn
 from service.schemas import (
     AskDebug,
@@ -24,8 +27,9 @@ router = APIRouter(tags=["questions"])
 
 
 @router.post("/ask", response_model=AskResponse)
-def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
+def ask(body: AskRequest, state: StateDep) -> AskResponse:
     """Answer a question with citations to exact spans, or refuse when unsupported."""
+    qa = state.pipeline(body.collection)
     top_k = body.top_k or state.settings.top_k
     history = [Turn(m.role, m.content) for m in body.history]
     result = qa.ask(body.question, top_k, _filter(body.filters), history)
@@ -39,7 +43,7 @@ def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
     return AskResponse(
         answer=result.answer,
         refused=result.refused,
-        citations=[_citation(c) for c in result.citations],
+        citations=public_citations(qa, result.citations),
         passages=[_passage(h, body.debug) for h in result.passages],
         timings_ms=result.timings_ms,
         intent=result.intent,
@@ -50,8 +54,9 @@ def ask(body: AskRequest, qa: QADep, state: StateDep) -> AskResponse:
 
 
 @router.post("/search", response_model=SearchResponse)
-def search(body: SearchRequest, qa: QADep) -> SearchResponse:
+def search(body: SearchRequest, state: StateDep) -> SearchResponse:
     """Retrieve passages (hybrid by default) without composing an answer."""
+    qa = state.pipeline(body.collection)
     hits, timings = qa.search(body.query, body.top_k, _filter(body.filters), body.retriever)
     return SearchResponse(passages=[_passage(h, body.debug) for h in hits], timings_ms=timings)
 
@@ -68,10 +73,25 @@ def _filter(filters: Filters | None) -> Filter | None:
     )
 
 
-def _citation(c: Citation) -> CitationPublic:
-    return CitationPublic(
-        id=c.id, source=c.source, title=c.title, start=c.start, end=c.end, quote=c.quote
-    )
+def public_citations(qa: QA, citations: Iterable[Citation]) -> list[CitationPublic]:
+    """Citations as the API shows them, with the page of a paged (PDF) document."""
+    documents = qa.retriever.index.documents
+    out = []
+    for c in citations:
+        document = documents.get(c.source)
+        page = page_at(document, c.start) if document is not None else None
+        out.append(
+            CitationPublic(
+                id=c.id,
+                source=c.source,
+                title=c.title,
+                start=c.start,
+                end=c.end,
+                quote=c.quote,
+                page=page,
+            )
+        )
+    return out
 
 
 def _passage(hit: Hit, debug: bool) -> PassagePublic:

@@ -6,8 +6,9 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from ingest.errors import ZhiceError
@@ -26,10 +27,11 @@ from service.chat_schemas import (
     ZhiceInfo,
 )
 from service.chat_text import Cut, FinishReason, cut, estimate_tokens, markers, pieces
-from service.deps import QADep, StateDep
+from service.deps import StateDep
 from service.errors import InvalidRequestError, NotFoundError
 from service.qa import Result
 from service.rewrite import Turn
+from service.routes.ask import public_citations
 from service.schemas import MAX_QUESTION_CHARS, CitationPublic
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -76,9 +78,15 @@ def get_model(model_id: str) -> ModelCard:
     responses={200: {"content": {"text/event-stream": {}}, "description": "stream: true"}},
 )
 def chat_completions(
-    body: ChatRequest, qa: QADep, state: StateDep
+    body: ChatRequest,
+    state: StateDep,
+    collection: Annotated[str | None, Header(alias="X-Zhice-Collection", max_length=40)] = None,
 ) -> ChatCompletion | StreamingResponse:
-    """Answer the last user message with citations; earlier turns resolve follow-ups."""
+    """Answer the last user message with citations; earlier turns resolve follow-ups.
+
+    The `X-Zhice-Collection` header chooses the knowledge base (default: `default`).
+    """
+    qa = state.pipeline(collection)
     if body.n not in (None, 1):
         raise UnsupportedError("n: only one choice (n=1) is supported")
     talk = conversation(body.messages)
@@ -86,7 +94,7 @@ def chat_completions(
     state.metrics.answers.labels("refused" if result.refused else "answered").inc()
     stop = [body.stop] if isinstance(body.stop, str) else body.stop or []
     answer = cut(result.answer, stop, body.max_completion_tokens or body.max_tokens)
-    completion = _completion(body, result, answer)
+    completion = _completion(body, result, answer, public_citations(qa, result.citations))
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
@@ -129,10 +137,11 @@ def _text(message: ChatMessage, *, strict: bool) -> str:
     return "\n".join(texts)
 
 
-def _completion(body: ChatRequest, result: Result, answer: Cut) -> ChatCompletion:
+def _completion(
+    body: ChatRequest, result: Result, answer: Cut, citations: list[CitationPublic]
+) -> ChatCompletion:
     prompt = sum(estimate_tokens(_text(m, strict=False)) for m in body.messages)
     completion = estimate_tokens(answer.text)
-    citations = result.citations
     if answer.text != result.answer:  # a cut answer keeps the citations it still marks
         kept = markers(answer.text)
         citations = [c for c in citations if c.id in kept]
@@ -151,12 +160,7 @@ def _completion(body: ChatRequest, result: Result, answer: Cut) -> ChatCompletio
         usage=Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         ),
-        citations=[
-            CitationPublic(
-                id=c.id, source=c.source, title=c.title, start=c.start, end=c.end, quote=c.quote
-            )
-            for c in citations
-        ],
+        citations=citations,
         zhice=ZhiceInfo(
             refused=result.refused,
             intent=result.intent,

@@ -1,4 +1,8 @@
-"""The knowledge base's documents: list, read, and add, replace or remove live."""
+"""The knowledge base's documents: list, read, and add, replace or remove live.
+
+Every route takes `?collection=NAME` (default: the default collection); an upload to
+a collection that does not exist yet creates it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,18 @@ from collections import Counter
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from ingest.loaders import load_bytes
+from ingest.settings import DEFAULT_COLLECTION
 from ingest.types import Document
 from ingest.update import Action, source_name, update
-from service.deps import QADep, StateDep
+from service.deps import StateDep
 from service.errors import NotFoundError
 from service.schemas import (
     ChunkPublic,
+    CollectionList,
+    CollectionSummary,
     DocumentDetail,
     DocumentList,
     DocumentSummary,
@@ -23,11 +30,36 @@ from service.schemas import (
 
 router = APIRouter(tags=["documents"])
 
+Collection = Annotated[
+    str | None, Query(max_length=40, description="Collection name (default: the default one).")
+]
+# Metadata an uploader may state; it overrides what is extracted from the text.
+Meta = Annotated[str | None, Form(max_length=200)]
+FileField = Annotated[
+    UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown or TXT.")
+]
+
+
+@router.get("/collections", response_model=CollectionList)
+def list_collections(state: StateDep) -> CollectionList:
+    """Every collection served, with its document and chunk counts."""
+    served = {DEFAULT_COLLECTION: state.pipeline(), **state.collections}
+    return CollectionList(
+        collections=[
+            CollectionSummary(
+                name=name,
+                documents=len(qa.retriever.index.documents),
+                chunks=len(qa.retriever.index.chunks),
+            )
+            for name, qa in served.items()
+        ]
+    )
+
 
 @router.get("/documents", response_model=DocumentList)
-def list_documents(qa: QADep) -> DocumentList:
+def list_documents(state: StateDep, collection: Collection = None) -> DocumentList:
     """Every document in the knowledge base, with its title and chunk count."""
-    index = qa.retriever.index
+    index = state.pipeline(collection).retriever.index
     counts = Counter(chunk.source for chunk in index.chunks)
     return DocumentList(
         documents=[
@@ -38,9 +70,9 @@ def list_documents(qa: QADep) -> DocumentList:
 
 
 @router.get("/documents/{source}", response_model=DocumentDetail)
-def get_document(source: str, qa: QADep) -> DocumentDetail:
+def get_document(source: str, state: StateDep, collection: Collection = None) -> DocumentDetail:
     """One document's text (what citation offsets index into) and its chunks."""
-    index = qa.retriever.index
+    index = state.pipeline(collection).retriever.index
     doc = index.documents.get(source)
     if doc is None:
         raise NotFoundError(f"no document named {source!r}; see GET /documents")
@@ -64,16 +96,11 @@ def get_document(source: str, qa: QADep) -> DocumentDetail:
     )
 
 
-# Metadata an uploader may state; it overrides what is extracted from the text.
-Meta = Annotated[str | None, Form(max_length=200)]
-FileField = Annotated[UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown, TXT.")]
-
-
 @router.post("/documents", response_model=DocumentUpdate, status_code=201)
 def add_document(
     file: FileField,
-    qa: QADep,
     state: StateDep,
+    collection: Collection = None,
     title: Meta = None,
     date: Meta = None,
     department: Meta = None,
@@ -85,15 +112,15 @@ def add_document(
     """
     source = source_name(file.filename or "")
     fields = {"title": title, "date": date, "department": department, "region": region}
-    return _apply(state, qa, "add", source, _read(source, file, fields))
+    return _apply(state, collection, "add", source, _read(source, file, fields))
 
 
 @router.put("/documents/{source}", response_model=DocumentUpdate)
 def replace_document(
     source: str,
     file: FileField,
-    qa: QADep,
     state: StateDep,
+    collection: Collection = None,
     title: Meta = None,
     date: Meta = None,
     department: Meta = None,
@@ -101,14 +128,16 @@ def replace_document(
 ) -> DocumentUpdate:
     """Replace a document's content (and metadata) under its existing name."""
     source = source_name(source)
+    state.pipeline(collection)  # the collection must exist
     fields = {"title": title, "date": date, "department": department, "region": region}
-    return _apply(state, qa, "replace", source, _read(source, file, fields))
+    return _apply(state, collection, "replace", source, _read(source, file, fields))
 
 
 @router.delete("/documents/{source}", response_model=DocumentUpdate)
-def remove_document(source: str, qa: QADep, state: StateDep) -> DocumentUpdate:
+def remove_document(source: str, state: StateDep, collection: Collection = None) -> DocumentUpdate:
     """Remove a document; it never appears in results again."""
-    return _apply(state, qa, "remove", source_name(source), None)
+    state.pipeline(collection)  # the collection must exist
+    return _apply(state, collection, "remove", source_name(source), None)
 
 
 def _read(source: str, file: UploadFile, fields: dict[str, str | None]) -> tuple[Document, bytes]:
@@ -121,24 +150,25 @@ def _read(source: str, file: UploadFile, fields: dict[str, str | None]) -> tuple
 
 def _apply(
     state: StateDep,
-    qa: QADep,
+    collection: str | None,
     action: Action,
     source: str,
     upload: tuple[Document, bytes] | None,
 ) -> DocumentUpdate:
-    settings = state.settings
+    settings = state.settings.collection(collection)
+    embedder = state.pipeline().retriever.embedder  # one model serves every collection
     document, data = upload if upload else (None, None)
     result = update(
         settings.corpus_dir,
         settings.index_dir,
         settings.embedding_model,
-        qa.retriever.embedder,
+        embedder,
         action,
         source,
         document,
         data,
     )
-    state.install(result.index)
+    state.install(result.index, collection)
     chunks = sum(1 for c in result.index.chunks if c.source == source)
     return DocumentUpdate(
         action=action,
