@@ -57,6 +57,8 @@ _READ_PASSAGES = 5
 _LIST_RATIO = 0.8
 _EXTRA_RATIO = 0.9
 _MAX_LIST_ITEMS = 12
+# Share of a sentence's character pairs found in another for the two to count as one.
+_SAME_WORDS = 0.85
 _HEADING_CHARS = 40
 _SENTENCE_ENDS = tuple("。！？；!?;…：:")
 # Evidence multipliers. An anchor (place, name, year) the reports never mention
@@ -270,6 +272,7 @@ class Composer:
     def _candidates(self, need: _Need, hits: Sequence[Hit]) -> list[Candidate]:
         seen: set[tuple[str, int, int]] = set()
         out: list[Candidate] = []
+        asked = [a for a in need.anchors if a in self.tokenizer.places]
         for hit in hits:
             for start, end, display in self._spans(hit.chunk):
                 key = (hit.chunk.source, start, end)
@@ -277,6 +280,8 @@ class Composer:
                     continue
                 seen.add(key)
                 text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
+                if asked and self._elsewhere(asked, normalize(display)):
+                    continue
                 coverage = self._coverage(need.weights, text)
                 present = _share(need.anchors, text)
                 typed = need.wants is None or bool(need.wants.search(display))
@@ -285,6 +290,15 @@ class Composer:
                     score -= 0.3
                 out.append(Candidate(hit.chunk, start, end, display, text, coverage, typed, score))
         return sorted(out, key=lambda c: -c.score)
+
+    def _elsewhere(self, asked: Sequence[str], display: str) -> bool:
+        """True when a sentence is about other places than the ones asked about.
+
+        "上海到2025年…达到多少？" must not be answered with Beijing's figure, however
+        close the rest of the sentence; a sentence naming no place, or one asked, stays.
+        """
+        named = [p for p in self.tokenizer.places if p in display]
+        return bool(named) and not any(p in display for p in asked)
 
     def _spans(self, chunk: Chunk) -> list[tuple[int, int, str]]:
         """Answerable units of a chunk: the row itself, or its sentences."""
@@ -399,9 +413,22 @@ def _choose(candidates: Sequence[Candidate], intent: str) -> list[Candidate]:
 
 
 def _overlaps(candidate: Candidate, chosen: Sequence[Candidate]) -> bool:
+    """The same span, or the same words: reports repeat sentences almost verbatim."""
     return any(
-        c.chunk.source == candidate.chunk.source
-        and c.start < candidate.end
-        and candidate.start < c.end
+        (
+            c.chunk.source == candidate.chunk.source
+            and c.start < candidate.end
+            and candidate.start < c.end
+        )
+        or _same_words(c.display, candidate.display)
         for c in chosen
     )
+
+
+def _same_words(a: str, b: str) -> bool:
+    """Most character pairs of the shorter text occur in the longer one."""
+    short, long = sorted((normalize(a), normalize(b)), key=len)
+    pairs = {short[i : i + 2] for i in range(len(short) - 1)}
+    if not pairs:
+        return short == long
+    return sum(1 for p in pairs if p in long) / len(pairs) >= _SAME_WORDS

@@ -1,0 +1,30 @@
+"""Answer behaviour that once went wrong, with the real model over the bundled reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.qa import QA
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_sentence_the_reports_repeat_is_quoted_once(real_qa: QA) -> None:
+    # 004 states Beijing's target twice, nearly word for word.
+    result = real_qa.ask("北京到2025年人工智能产业规模要达到多少？", 5)
+    assert not result.refused and "3000亿元" in result.answer
+    assert result.answer.count("3000亿元") == 1 and len(result.citations) == 1
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["上海到2025年人工智能产业规模要达到多少？", "2024年广东省发布了哪些量子计算政策？"],
+)
+def test_sentences_about_other_places_do_not_answer(real_qa: QA, question: str) -> None:
+    result = real_qa.ask(question, 5)
+    assert all(place not in result.answer for place in ("北京", "山东", "湖北"))
+
+
+def test_a_place_and_year_with_no_policy_is_refused(real_qa: QA) -> None:
+    # No 2025 Guangdong policy in the reports; Beijing's (2023-2025年) plan must not do.
+    assert real_qa.ask("2025年广东省发布了哪些大模型相关政策？", 5).refused
