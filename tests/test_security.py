@@ -125,6 +125,17 @@ def test_only_health_and_readiness_are_public(make_client: Any) -> None:
     assert client.get("/openapi.json", headers=_bearer(KEY)).status_code == 200
 
 
+def test_document_updates_need_a_key(make_client: Any) -> None:
+    client = make_client(api_keys=KEY)
+    upload = {"file": ("new.txt", "海口市提出培育50家大模型企业。".encode(), "text/plain")}
+    _assert_error(client.post("/documents", files=upload), 401, "unauthorized")
+    _assert_error(client.put("/documents/new.txt", files=upload), 401, "unauthorized")
+    _assert_error(client.delete("/documents/new.txt"), 401, "unauthorized")
+    _assert_error(client.get("/collections"), 401, "unauthorized")
+    # With the key, the request reaches the route (here: no such document to delete).
+    _assert_error(client.delete("/documents/new.txt", headers=_bearer(KEY)), 404, "not_found")
+
+
 def test_keys_are_never_logged(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     client = make_client(api_keys=KEY)
     with caplog.at_level(logging.DEBUG):
