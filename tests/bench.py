@@ -21,6 +21,7 @@ from ingest.settings import Settings
 from service.evaluation import read_questions
 from service.runtime import embedder_for
 from tests.conftest import CORPUS, QUESTIONS, free_port
+from tests.samples import docx_bytes
 
 ROUNDS = 3
 CLIENTS = 8
@@ -46,7 +47,11 @@ def timed(func: Callable[[], object]) -> float:
 def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start `zhice serve` and return it, its URL and the seconds until /readyz said ready."""
     port = free_port()
-    env = {**os.environ, "ZHICE_INDEX_DIR": str(settings.index_dir)}
+    env = {
+        **os.environ,
+        "ZHICE_INDEX_DIR": str(settings.index_dir),
+        "ZHICE_CORPUS_DIR": str(settings.corpus_dir),
+    }
     began = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port)],
@@ -69,7 +74,9 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, floa
 def main() -> None:
     """Run every measurement and print the table."""
     workdir = Path(tempfile.mkdtemp(prefix="zhice-bench-"))
-    settings = Settings(corpus_dir=CORPUS, index_dir=workdir / "index")
+    # A copy of the corpus: the live-update figures write into it.
+    shutil.copytree(CORPUS, workdir / "corpus")
+    settings = Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
     questions = [q.question for q in read_questions(QUESTIONS)]
     embedder = embedder_for(settings)
     rows: list[tuple[str, str]] = []
@@ -153,6 +160,36 @@ def _http_figures(
     rows.append(
         (f"/ask, {CLIENTS} clients", f"{qps:.1f} queries/s ({qps / encoder_qps:.0%} of encoder)")
     )
+    return rows + _update_figures(url)
+
+
+def _update_figures(url: str) -> list[tuple[str, str]]:
+    """Live updates: upload, replace and delete documents of two sizes over HTTP."""
+    short = "海口市大模型产业发展计划\n\n海口市提出到2027年培育50家大模型服务企业。\n"
+    paragraphs = [
+        f"第{n}条：示范城市第{n}批大模型应用场景建设要求与保障措施说明。" for n in range(300)
+    ]
+    documents = {
+        "short.txt": short.encode("gbk"),
+        "long.docx": docx_bytes(paragraphs, heading="示范城市大模型应用场景建设方案"),
+    }
+    rows = []
+    with httpx.Client(base_url=url, timeout=300) as client:
+        for name, data in documents.items():
+            files = {"file": (name, data)}
+            began = time.perf_counter()
+            added = client.post("/documents", files=files).raise_for_status().json()
+            add_ms = (time.perf_counter() - began) * 1000
+            replace_ms = timed(
+                lambda n=name, f=files: client.put(f"/documents/{n}", files=f).raise_for_status()
+            )
+            delete_ms = timed(lambda n=name: client.delete(f"/documents/{n}").raise_for_status())
+            rows.append(
+                (
+                    f"live {name} ({added['chunks']} chunks) add/replace/delete",
+                    f"{add_ms:.0f} / {replace_ms:.0f} / {delete_ms:.0f} ms",
+                )
+            )
     return rows
 
 

@@ -156,17 +156,18 @@ def _apply(
     upload: tuple[Document, bytes] | None,
 ) -> DocumentUpdate:
     settings = state.settings.collection(collection)
-    embedder = state.pipeline().retriever.embedder  # one model serves every collection
+    loaded = state.pipeline().retriever  # one model and tokeniser serve every collection
     document, data = upload if upload else (None, None)
     result = update(
         settings.corpus_dir,
         settings.index_dir,
         settings.embedding_model,
-        embedder,
+        loaded.embedder,
         action,
         source,
         document,
         data,
+        tokenizer=loaded.tokenizer,
     )
     state.install(result.index, collection)
     chunks = sum(1 for c in result.index.chunks if c.source == source)
