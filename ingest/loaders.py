@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError
@@ -65,6 +66,13 @@ def load_bytes(name: str, data: bytes) -> Document:
         metadata=document_metadata(text, title),
         pages=pages,
     )
+
+
+def with_stated(document: Document, stated: Mapping[str, str]) -> Document:
+    """The document with metadata its uploader stated (`title` among them) taking precedence."""
+    given = dict(stated)
+    title = given.pop("title", document.title)
+    return replace(document, title=title, metadata={**document.metadata, **given})
 
 
 def guess_title(text: str, fallback: str) -> str:

@@ -117,17 +117,13 @@ def ingest(settings: Settings, force: bool) -> None:
 @_errors_to_exit
 def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None) -> None:
     """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live."""
-    from dataclasses import replace
-
-    from ingest.loaders import load_bytes
+    from ingest.loaders import load_bytes, with_stated
     from ingest.update import source_name
 
     source = source_name(path.name)
     data = path.read_bytes()
-    document = load_bytes(source, data)
-    given = {k: v.strip() for k, v in fields.items() if v and v.strip()}
-    title = given.pop("title", document.title)
-    document = replace(document, title=title, metadata={**document.metadata, **given})
+    stated = {k: v.strip() for k, v in fields.items() if v and v.strip()}
+    document = with_stated(load_bytes(source, data), stated)
     _update(settings, "replace" if replacing else "add", source, document, data)
 
 

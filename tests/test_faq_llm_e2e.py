@@ -18,15 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from ingest.settings import Settings
 from service.app import create_app
 from service.qa import QA
 from tests.conftest import running, wait_for
+from tests.fake_llm import failure, reply, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -58,22 +57,20 @@ async def _completions(request: Request) -> Response:
     if SLOW in question:
         await asyncio.sleep(5)
     if FAILING in question:
-        return PlainTextResponse("upstream exploded", status_code=500)
+        return failure("error")
     if GARBAGE in question:
-        return PlainTextResponse("<html>not json</html>")
+        return failure("garbage")
     # A faithful first sentence of passage [1], then two claims no passage supports.
     first = re.search(r"\[1\] (.+?[。；;]|.+$)", prompt, re.MULTILINE)
     assert first is not None
     content = f"{first.group(1)}[1]" + "".join(INVENTED)
-    return JSONResponse({"choices": [{"message": {"role": "assistant", "content": content}}]})
+    return reply(content)
 
 
 @pytest.fixture(scope="module")
 def llm_url() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/chat/completions", _completions, methods=["POST"])])
-    app.add_route("/healthz", lambda request: PlainTextResponse("ok"))
-    with running(app) as url:  # type: ignore[arg-type]
-        yield f"{url}/v1"
+    with serving(_completions) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
 from ingest.types import Chunk, Hit
 from service.llm import LLMComposer, LLMError, check
-from tests.conftest import running
+from tests.fake_llm import failure, reply, serving
 
 PASSAGES = [
     "2024年1月 | 国务院 | 关于进一步优化政务服务提升行政效能推动“高效办成一件事”的指导意见 | "
@@ -46,22 +44,18 @@ async def _completions(request: Request) -> Response:
     assert "[1]" in body["messages"][1]["content"]
     if model == "slow":
         await asyncio.sleep(3)
-    if model == "error":
-        return PlainTextResponse("upstream exploded", status_code=500)
-    if model == "garbage":
-        return PlainTextResponse("<html>not json</html>")
+    if model in {"error", "garbage"}:
+        return failure(model)
     if model == "no-choices":
         return JSONResponse({"choices": []})
     content = REPLIES.get(model, GOOD)
-    return JSONResponse({"choices": [{"message": {"role": "assistant", "content": content}}]})
+    return reply(content)
 
 
 @pytest.fixture(scope="module")
 def llm_url() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/chat/completions", _completions, methods=["POST"])])
-    app.add_route("/healthz", lambda request: PlainTextResponse("ok"))
-    with running(app) as url:  # type: ignore[arg-type]
-        yield f"{url}/v1"
+    with serving(_completions) as url:
+        yield url
 
 
 def _compose(url: str, model: str, timeout: float = 2.0) -> tuple[str, list[str]]:

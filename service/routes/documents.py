@@ -7,12 +7,11 @@ a collection that does not exist yet creates it.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from ingest.loaders import load_bytes
+from ingest.loaders import load_bytes, with_stated
 from ingest.settings import DEFAULT_COLLECTION
 from ingest.types import Document
 from ingest.update import Action, source_name, update
@@ -35,6 +34,17 @@ Collection = Annotated[
 ]
 # Metadata an uploader may state; it overrides what is extracted from the text.
 Meta = Annotated[str | None, Form(max_length=200)]
+
+
+def _stated(
+    title: Meta = None, date: Meta = None, department: Meta = None, region: Meta = None
+) -> dict[str, str]:
+    """The metadata form fields given (trimmed, blanks left out)."""
+    given = {"title": title, "date": date, "department": department, "region": region}
+    return {k: v.strip() for k, v in given.items() if v and v.strip()}
+
+
+Stated = Annotated[dict[str, str], Depends(_stated)]
 FileField = Annotated[
     UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown or TXT.")
 ]
@@ -100,19 +110,15 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
 def add_document(
     file: FileField,
     state: StateDep,
+    stated: Stated,
     collection: Collection = None,
-    title: Meta = None,
-    date: Meta = None,
-    department: Meta = None,
-    region: Meta = None,
 ) -> DocumentUpdate:
     """Add a document (multipart field `file`); its `source` is its file name.
 
     Only this document is chunked and embedded; it answers questions once this returns.
     """
     source = source_name(file.filename or "")
-    fields = {"title": title, "date": date, "department": department, "region": region}
-    return _apply(state, collection, "add", source, _read(source, file, fields))
+    return _apply(state, collection, "add", source, _read(source, file, stated))
 
 
 @router.put("/documents/{source}", response_model=DocumentUpdate)
@@ -120,17 +126,13 @@ def replace_document(
     source: str,
     file: FileField,
     state: StateDep,
+    stated: Stated,
     collection: Collection = None,
-    title: Meta = None,
-    date: Meta = None,
-    department: Meta = None,
-    region: Meta = None,
 ) -> DocumentUpdate:
     """Replace a document's content (and metadata) under its existing name."""
     source = source_name(source)
     state.pipeline(collection)  # the collection must exist
-    fields = {"title": title, "date": date, "department": department, "region": region}
-    return _apply(state, collection, "replace", source, _read(source, file, fields))
+    return _apply(state, collection, "replace", source, _read(source, file, stated))
 
 
 @router.delete("/documents/{source}", response_model=DocumentUpdate)
@@ -140,12 +142,9 @@ def remove_document(source: str, state: StateDep, collection: Collection = None)
     return _apply(state, collection, "remove", source_name(source), None)
 
 
-def _read(source: str, file: UploadFile, fields: dict[str, str | None]) -> tuple[Document, bytes]:
+def _read(source: str, file: UploadFile, stated: dict[str, str]) -> tuple[Document, bytes]:
     data = file.file.read()
-    document = load_bytes(source, data)
-    given = {k: v.strip() for k, v in fields.items() if v and v.strip()}
-    title = given.pop("title", document.title)
-    return replace(document, title=title, metadata={**document.metadata, **given}), data
+    return with_stated(load_bytes(source, data), stated), data
 
 
 def _apply(
