@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import unicodedata
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -54,6 +55,8 @@ _CLASSES_DROP = frozenset(
 _SECTIONING = frozenset({"article", "aside", "main", "nav", "section"})
 _MAX_SPAN = 50
 
+# A DOCX whose parts unpack to more than this is refused rather than read.
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024
 # A PDF line at least this full (of the page's widest) that ends mid-sentence wraps.
 _WRAP_FILL = 0.85
 _MIN_WRAP_WIDTH = 30
@@ -112,6 +115,7 @@ def read_docx(name: str, data: bytes) -> Extracted:
 
     blocks: list[str] = []
     with _reading(name, "DOCX"):
+        _check_expansion(name, data)
         doc = open_docx(io.BytesIO(data))
         for item in doc.iter_inner_content():
             if isinstance(item, Table):
@@ -122,6 +126,16 @@ def read_docx(name: str, data: bytes) -> Extracted:
             blocks.append(_heading(_docx_level(style), _squash(item.text)))
         title = doc.core_properties.title
     return Extracted(_BLOCK_BREAK.join(b for b in blocks if b), _real_title(title))
+
+
+def _check_expansion(name: str, data: bytes) -> None:
+    """Refuse a DOCX (a zip) that would unpack to far more than any report (a zip bomb)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise UnreadableDocumentError(
+            f"{name} unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}: not read"
+        )
 
 
 def read_html(name: str, data: bytes) -> Extracted:

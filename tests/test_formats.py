@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import zipfile
 from pathlib import Path
 
 import docx
@@ -21,10 +22,10 @@ from ingest.errors import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
-from ingest.formats import PAGE_BREAK
+from ingest.formats import MAX_UNPACKED_BYTES, PAGE_BREAK
 from ingest.loaders import corpus_files, load_bytes, load_document
 from ingest.types import Document, page_at
-from tests.samples import pdf, scanned_pdf
+from tests.samples import docx_bytes, pdf, scanned_pdf
 
 PAGE_ONE = ["关于推动未来产业创新发展的实施意见", "到2025年，未来产业技术创新全面发展。"]
 PAGE_TWO = ["第二页：建设超大规模智算中心。", "满足大模型迭代训练和应用推理需求。"]
@@ -420,3 +421,15 @@ def test_pdf_lines_wrapped_at_the_margin_are_joined(tmp_path: Path) -> None:
     assert doc.text.split("\n") == ["关于推动未来产业创新发展的实施意见", sentence, "一、总体要求"]
     chunks = chunk_document(doc)
     assert any(c.text == sentence or sentence in c.text for c in chunks)
+
+
+def test_a_docx_that_unpacks_to_hundreds_of_megabytes_is_refused(tmp_path: Path) -> None:
+    data = io.BytesIO(docx_bytes(["正文。"]))
+    with zipfile.ZipFile(data, "a", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("word/media/padding.bin", "w") as padding:
+            block = bytes(1024 * 1024)
+            for _ in range(MAX_UNPACKED_BYTES // len(block) + 1):
+                padding.write(block)
+    assert len(data.getvalue()) < 2 * 1024 * 1024  # small on the wire
+    with pytest.raises(UnreadableDocumentError, match="unpacks to"):
+        load_document(_write(tmp_path, "bomb.docx", data.getvalue()))
