@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ingest.bm25 import BM25
 from ingest.text import normalize, sentence_spans
@@ -49,6 +49,39 @@ _AMOUNT_WORD = re.compile(
     r"(是|有|为|达到|达|约|大约|会达到|能达到|了)?(多少|多大|多长|多高|多久)(?=[？?。，,]|$)"
 )
 _YEAR = re.compile(r"^(19|20)\d\d$")
+# Questions that want every item of an enumeration.
+_ENUMERATES = re.compile(r"哪些|哪几|哪[两二三四五六七八九十]|几[个项类点方条]|分别|列举|有什么")
+_NUMERALS = "一二三四五六七八九十"
+# How far after an enumeration's first item its last may end, in characters.
+_ENUMERATION_WINDOW = 800
+# An item this short without a sentence end is a heading over its text.
+_ITEM_HEADING = 12
+
+
+@dataclass(frozen=True)
+class _Enumeration:
+    """One way of numbering items: 一是/二是, 其一/其二, (1)/(2), 1 /2 ."""
+
+    first: re.Pattern[str]  # where the first item is (anywhere in its sentence)
+    numbered: str  # the pattern of item n at a sentence start, {n} to fill in
+    arabic: bool
+
+    def item(self, n: int) -> re.Pattern[str]:
+        """The start of item n (1-based)."""
+        mark = str(n) if self.arabic else _NUMERALS[min(n, 10) - 1]
+        return re.compile(self.numbered.format(n=re.escape(mark)))
+
+    def starts(self, display: str) -> bool:
+        """True when a sentence starts some item of this style."""
+        return any(self.item(n).match(display) for n in range(1, 11))
+
+
+_ENUMERATION = (
+    _Enumeration(re.compile("一是"), r"^[，,；;]?\s*{n}是", False),
+    _Enumeration(re.compile("其一"), r"^[，,；;]?\s*其{n}", False),
+    _Enumeration(re.compile(r"[(（]1[)）]"), r"^\s*[(（]{n}[)）]", True),
+    _Enumeration(re.compile(r"^1[\s、.．]"), r"^\s*{n}[\s、.．]", True),
+)
 _DATE = re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{4}[-/.]\d{1,2}|[一二三四五六七八九十]+月")
 
 # How many passages the composer reads, and how close to the best a candidate must
@@ -139,6 +172,8 @@ class Composer:
                 return Answer(REFUSAL, True, [], 0.0, intent)
             chosen = _choose(candidates, intent)
             evidence = self.evidence(need, hits, chosen, intent)
+            if _ENUMERATES.search(question):
+                chosen = self._enumerated(question, chosen)
         if not chosen or evidence < self.threshold:
             return Answer(REFUSAL, True, [], evidence, intent)
         text, citations = self._render(chosen, intent)
@@ -291,6 +326,50 @@ class Composer:
                 out.append(Candidate(hit.chunk, start, end, display, text, coverage, typed, score))
         return sorted(out, key=lambda c: -c.score)
 
+    def _enumerated(self, question: str, chosen: Sequence[Candidate]) -> list[Candidate]:
+        """The chosen sentences, each followed by the rest of the enumeration it opens.
+
+        "面临诸多挑战：一是算力资源供不应求…。" answers "面临哪些挑战？" only in part; the
+        sentences that go on with 二是, 三是… (or 2, 3…) complete it. Only an enumeration
+        of what the question asks for (its last word: 挑战) is followed, not one of
+        趋势 that happens to be nearby.
+        """
+        words = [t for t in self.tokenizer.tokenize(question) if len(t) > 1]
+        head = words[-1] if words else None
+        out: list[Candidate] = []
+        for candidate in chosen:
+            if _overlaps(candidate, out):
+                continue
+            out.append(candidate)
+            if candidate.chunk.kind == "table_row" or not head:
+                continue
+            document = self.documents[candidate.chunk.source].text
+            about = candidate.display + _heading_above(document, candidate.start)
+            if head not in about:
+                continue
+            out.extend(i for i in self._continuation(candidate) if not _overlaps(i, out))
+        return out
+
+    def _continuation(self, opener: Candidate) -> list[Candidate]:
+        style = next((st for st in _ENUMERATION if st.first.search(opener.display)), None)
+        if style is None:
+            return []
+        text = self.documents[opener.chunk.source].text
+        window = min(len(text), opener.end + _ENUMERATION_WINDOW)
+        found: list[Candidate] = []
+        expected = 2
+        for start, end in sentence_spans(text, opener.end, window):
+            display = " ".join(text[start:end].split())
+            if not display:
+                continue
+            if not style.item(expected).match(display):
+                if style.item(expected + 1).match(display) or style.starts(display):
+                    break  # an enumeration, but not this one's next item
+                continue  # a sentence inside the current item
+            found.append(replace(opener, start=start, end=end, display=display))
+            expected += 1
+        return _with_bodies(text, found, style)
+
     def _elsewhere(self, asked: Sequence[str], display: str) -> bool:
         """True when a sentence is about other places than the ones asked about.
 
@@ -334,6 +413,29 @@ class Composer:
             lines = [f"{n}. {c.display}[{n}]" for n, c in enumerate(chosen, start=1)]
             return f"共找到{len(chosen)}项：\n" + "\n".join(lines), citations
         return "".join(f"{c.display}[{n}]" for n, c in enumerate(chosen, start=1)), citations
+
+
+def _heading_above(text: str, start: int) -> str:
+    """The nearest heading line (short, no sentence end) before offset `start`."""
+    lines = text[max(0, start - 2000) : start].splitlines()
+    for line in reversed(lines[-30:]):
+        line = line.strip()
+        if line and len(line) <= _HEADING_CHARS and not line.endswith(_SENTENCE_ENDS):
+            return line
+    return ""
+
+
+def _with_bodies(text: str, items: list[Candidate], style: _Enumeration) -> list[Candidate]:
+    """Items that are only a heading ("2 稳定性") take the sentence under them."""
+    out = []
+    for item in items:
+        if len(item.display) <= _ITEM_HEADING and not item.display.endswith(_SENTENCE_ENDS):
+            body = next(sentence_spans(text, item.end, min(len(text), item.end + 400)), None)
+            if body is not None and not style.starts(text[body[0] : body[1]].strip()):
+                end = body[1]
+                item = replace(item, end=end, display=" ".join(text[item.start : end].split()))
+        out.append(item)
+    return out
 
 
 def _attach_headings(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

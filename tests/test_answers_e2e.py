@@ -28,3 +28,26 @@ def test_sentences_about_other_places_do_not_answer(real_qa: QA, question: str) 
 def test_a_place_and_year_with_no_policy_is_refused(real_qa: QA) -> None:
     # No 2025 Guangdong policy in the reports; Beijing's (2023-2025年) plan must not do.
     assert real_qa.ask("2025年广东省发布了哪些大模型相关政策？", 5).refused
+
+
+@pytest.mark.parametrize(
+    ("question", "items"),
+    [
+        ("白皮书指出大模型落地面临哪些挑战？", ["供不应求", "高质量数据", "幻觉问题", "同质化"]),
+        ("构建和运营智算集群需要重点关注哪四个性能？", ["有效性", "稳定性", "低碳性", "可用性"]),
+    ],
+)
+def test_an_enumeration_is_answered_to_its_last_item(
+    real_qa: QA, question: str, items: list[str]
+) -> None:
+    result = real_qa.ask(question, 5)
+    assert all(item in result.answer for item in items), result.answer
+    # Each item is its own cited sentence.
+    assert len(result.citations) >= len(items)
+
+
+def test_a_nearby_enumeration_of_something_else_is_not_followed(real_qa: QA) -> None:
+    # 002 numbers its trends (一是…四是) right after its challenges; asked for the
+    # challenges, the trends' later items are not appended.
+    answer = real_qa.ask("中国AI大模型产业目前面临哪些主要挑战？", 5).answer
+    assert "三是AI大模型将广泛开源" not in answer and "四是AI高性能" not in answer
