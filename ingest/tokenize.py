@@ -17,7 +17,7 @@ _DATA = files("ingest") / "data"
 # mention the anchor, they cannot answer the question.
 _PLACE_SUFFIX = re.compile(r"^(.+?)(省|市|自治区|特别行政区)$")
 _NUMBER = re.compile(r"^(\d{2,}|\d+\.\d+)$")
-_ORDINAL = re.compile(r"第[一二三四五六七八九十\d]+[批代届期大条项次]")
+ORDINAL = re.compile(r"第[一二三四五六七八九十\d]+[批代届期大条项次]")
 _LATIN = re.compile(r"^[a-z][a-z0-9.\-]+$")
 _MODEL_NAME = re.compile(r"[a-z]+-?\d+(?:\.\d+)?[a-z]*")
 
@@ -53,7 +53,7 @@ class Tokenizer:
         plain = normalize(text)
         with self._lock:
             words = [w.strip() for w in self._jieba.cut(plain)]
-        out = _MODEL_NAME.findall(plain) + _ORDINAL.findall(plain)
+        out = _MODEL_NAME.findall(plain) + ORDINAL.findall(plain)
         for word in words:
             if word in self.stopwords or word in out:
                 continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ingest.bm25 import BM25
 from ingest.text import normalize, sentence_spans
-from ingest.tokenize import Tokenizer
+from ingest.tokenize import ORDINAL, Tokenizer
 from ingest.types import Chunk, Citation, Document, Hit, table_row_sentence
 from service.filters import Filter, named_spans
 
@@ -307,7 +307,8 @@ class Composer:
     def _candidates(self, need: _Need, hits: Sequence[Hit]) -> list[Candidate]:
         seen: set[tuple[str, int, int]] = set()
         out: list[Candidate] = []
-        asked = [a for a in need.anchors if a in self.tokenizer.places]
+        places = [a for a in need.anchors if a in self.tokenizer.places]
+        ordinals = [a for a in need.anchors if ORDINAL.fullmatch(a)]
         for hit in hits:
             for start, end, display in self._spans(hit.chunk):
                 key = (hit.chunk.source, start, end)
@@ -315,7 +316,10 @@ class Composer:
                     continue
                 seen.add(key)
                 text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
-                if asked and self._elsewhere(asked, normalize(display)):
+                plain = normalize(display)
+                if places and _elsewhere(places, self.tokenizer.places, plain):
+                    continue
+                if ordinals and _elsewhere(ordinals, ORDINAL.findall(plain), plain):
                     continue
                 coverage = self._coverage(need.weights, text)
                 present = _share(need.anchors, text)
@@ -370,15 +374,6 @@ class Composer:
             expected += 1
         return _with_bodies(text, found, style)
 
-    def _elsewhere(self, asked: Sequence[str], display: str) -> bool:
-        """True when a sentence is about other places than the ones asked about.
-
-        "上海到2025年…达到多少？" must not be answered with Beijing's figure, however
-        close the rest of the sentence; a sentence naming no place, or one asked, stays.
-        """
-        named = [p for p in self.tokenizer.places if p in display]
-        return bool(named) and not any(p in display for p in asked)
-
     def _spans(self, chunk: Chunk) -> list[tuple[int, int, str]]:
         """Answerable units of a chunk: the row itself, or its sentences."""
         if chunk.kind == "table_row":
@@ -413,6 +408,17 @@ class Composer:
             lines = [f"{n}. {c.display}[{n}]" for n, c in enumerate(chosen, start=1)]
             return f"共找到{len(chosen)}项：\n" + "\n".join(lines), citations
         return "".join(f"{c.display}[{n}]" for n, c in enumerate(chosen, start=1)), citations
+
+
+def _elsewhere(asked: Sequence[str], names: Sequence[str], display: str) -> bool:
+    """True when a sentence is about other places (or batches…) than the ones asked about.
+
+    "上海到2025年…达到多少？" must not be answered with Beijing's figure, nor "第一批…" with
+    the second batch, however close the rest of the sentence; a sentence naming none of
+    them, or one asked about, stays.
+    """
+    named = [n for n in names if n in display]
+    return bool(named) and not any(a in display for a in asked)
 
 
 def _heading_above(text: str, start: int) -> str:
@@ -455,8 +461,16 @@ def _attach_headings(text: str, spans: list[tuple[int, int]]) -> list[tuple[int,
         out.append((begin, end))
         pending = None
     if pending is not None:
-        out.append((pending, spans[-1][1]))
+        # The chunk ends on a heading: its text is in the next chunk, so read on.
+        after = _attach_headings(
+            text, list(sentence_spans(text, spans[-1][1], _read_on(text, spans[-1][1])))
+        )
+        out.append((pending, after[0][1] if after else spans[-1][1]))
     return out
+
+
+def _read_on(text: str, end: int) -> int:
+    return min(len(text), end + _HEADING_CHARS * 8)
 
 
 def _row_answer(chunk: Chunk) -> str:

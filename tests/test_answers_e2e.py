@@ -51,3 +51,10 @@ def test_a_nearby_enumeration_of_something_else_is_not_followed(real_qa: QA) -> 
     # challenges, the trends' later items are not appended.
     answer = real_qa.ask("中国AI大模型产业目前面临哪些主要挑战？", 5).answer
     assert "三是AI大模型将广泛开源" not in answer and "四是AI高性能" not in answer
+
+
+def test_a_heading_at_a_chunk_end_is_answered_with_the_lines_under_it(real_qa: QA) -> None:
+    # 001's slide lists each batch as a heading line, then its cities on the next line.
+    answer = real_qa.ask("第一批国家人工智能创新应用先导区包括哪些地方？", 5).answer
+    assert all(city in answer for city in ("浦东新区", "济南", "深圳"))
+    assert "第二批" not in answer and "北京" not in answer  # another batch is another answer
