@@ -16,9 +16,9 @@ pytestmark = pytest.mark.e2e
 FLOORS = {
     "hit@5": 0.97,
     "mrr@10": 0.90,
-    "keyword_accuracy": 0.83,
-    "citation_correct": 0.88,
-    "refusal_recall": 0.83,
+    "keyword_accuracy": 0.86,
+    "citation_correct": 0.89,
+    "refusal_recall": 0.85,
 }
 CEILINGS = {"false_refusal": 0.05}
 
