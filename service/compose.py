@@ -48,6 +48,8 @@ _AMOUNT = re.compile(
 _AMOUNT_WORD = re.compile(
     r"(是|有|为|达到|达|约|大约|会达到|能达到|了)?(多少|多大|多长|多高|多久)(?=[？?。，,]|$)"
 )
+# "多少块GPU", "几家企业": what is counted follows the measure word.
+_COUNTED = re.compile(r"(?<!哪)(?:多少|几)[个块家项条种批所台份名位座款张次分]?([^？?，,。的]{1,12})")
 _YEAR = re.compile(r"^(19|20)\d\d$")
 # Questions that want every item of an enumeration.
 _ENUMERATES = re.compile(r"哪些|哪几|哪[两二三四五六七八九十]|几[个项类点方条]|分别|列举|有什么")
@@ -291,12 +293,18 @@ class Composer:
         return round(strength, 4)
 
     def _focus(self, question: str) -> str | None:
-        """The last content word before 多少/多大: what the question measures."""
+        """What a "how much" question measures: the last content word before a final
+        多少/多大 ("规模是多少？"), or the first after 多少/几 and a measure word
+        ("多少块GPU", "几家企业")."""
         match = _AMOUNT_WORD.search(question)
-        if not match:
-            return None
-        words = self.tokenizer.tokenize(question[: match.start()])
-        return words[-1] if words else None
+        if match:
+            words = self.tokenizer.tokenize(question[: match.start()])
+            return words[-1] if words else None
+        counted = _COUNTED.search(question)
+        if counted:
+            words = [w for w in self.tokenizer.tokenize(counted.group(1)) if len(w) > 1]
+            return words[0] if words else None
+        return None
 
     def _known(self, anchor: str, hits: Sequence[Hit]) -> bool:
         """True when the reports mention the anchor at all."""

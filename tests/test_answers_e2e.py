@@ -58,3 +58,11 @@ def test_a_heading_at_a_chunk_end_is_answered_with_the_lines_under_it(real_qa: Q
     answer = real_qa.ask("第一批国家人工智能创新应用先导区包括哪些地方？", 5).answer
     assert all(city in answer for city in ("浦东新区", "济南", "深圳"))
     assert "第二批" not in answer and "北京" not in answer  # another batch is another answer
+
+
+def test_a_count_of_something_the_reports_do_not_count_is_refused(real_qa: QA) -> None:
+    # The reports name Llama 3.1 405B but never its GPUs: a sentence with 405B and a
+    # number ("三种参数规模") is not an answer to "多少块GPU".
+    assert real_qa.ask("Llama 3.1 405B训练时用了多少块GPU？", 5).refused
+    # …while a count the reports do give is answered (央企 = 中央企业).
+    assert not real_qa.ask("国资委的AI专题推进会上有多少家央企签了倡议书？", 5).refused

@@ -18,7 +18,7 @@ FLOORS = {
     "mrr@10": 0.90,
     "keyword_accuracy": 0.86,
     "citation_correct": 0.89,
-    "refusal_recall": 0.85,
+    "refusal_recall": 0.88,
 }
 CEILINGS = {"false_refusal": 0.05}
 
