@@ -4,7 +4,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
     ZHICE_MODEL_CACHE_DIR=/opt/zhice/models ZHICE_INDEX_DIR=/opt/zhice/index \
-    ZHICE_CORPUS_DIR=/opt/zhice/corpus ZHICE_HOST=0.0.0.0
+    ZHICE_CORPUS_DIR=/opt/zhice/corpus ZHICE_COLLECTIONS_DIR=/opt/zhice/collections \
+    ZHICE_HOST=0.0.0.0
 WORKDIR /opt/zhice
 
 COPY pyproject.toml constraints.txt README.md ./
@@ -18,6 +19,9 @@ RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/wh
 COPY corpus corpus
 RUN zhice ingest
 
+# Uploaded documents change the corpus, the index and the collections: keep them on
+# volumes so they outlive the container (named volumes start as the image's copy).
+VOLUME ["/opt/zhice/corpus", "/opt/zhice/index", "/opt/zhice/collections"]
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:8000/readyz').status_code != 200)"
 CMD ["zhice", "serve"]
