@@ -49,7 +49,9 @@ _AMOUNT_WORD = re.compile(
     r"(是|有|为|达到|达|约|大约|会达到|能达到|了)?(多少|多大|多长|多高|多久)(?=[？?。，,]|$)"
 )
 # "多少块GPU", "几家企业": what is counted follows the measure word.
-_COUNTED = re.compile(r"(?<!哪)(?:多少|几)[个块家项条种批所台份名位座款张次分]?([^？?，,。的]{1,12})")
+_COUNTED = re.compile(
+    r"(?<!哪)(?:多少|几)[个块家项条种批所台份名位座款张次分]?([^？?，,。的]{1,12})"
+)
 _YEAR = re.compile(r"^(19|20)\d\d$")
 # Questions that want every item of an enumeration.
 _ENUMERATES = re.compile(r"哪些|哪几|哪[两二三四五六七八九十]|几[个项类点方条]|分别|列举|有什么")
