@@ -194,6 +194,6 @@ def install_guards(app: Starlette, settings: Settings, clock: Clock) -> None:
             allow_origins=settings.cors_origins,
             allow_methods=("GET", "POST", "PUT", "DELETE"),
             # Bearer keys travel in a header, not cookies: no credentials mode needed.
-            allow_headers=("Authorization", "Content-Type", HEADER),
+            allow_headers=("Authorization", "Content-Type", HEADER, "X-Zhice-Collection"),
             expose_headers=(HEADER, "Retry-After"),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ingest.settings import Settings
+from ingest.store import load_index
+from service.app import create_app
+from service.qa import QA
 from service.routes.feedback import feedback_path
+from service.runtime import with_index
+from tests.conftest import running
+from tests.test_updates_e2e import GBK_QUESTION, GBK_TEXT
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +226,42 @@ def test_embed_snippet_opens_the_page(
     finally:
         browser.switch_to.default_content()
     _until(browser, lambda d: not frame.is_displayed(), "the widget to close")
+
+
+def test_a_collection_page_asks_and_cites_its_own_documents(
+    browser: WebDriver, real_settings: Settings, real_qa: QA, tmp_path: Path
+) -> None:
+    """`?collection=` (and the snippet's data-collection) choose the knowledge base."""
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(real_settings.corpus_dir, corpus)
+    shutil.copytree(real_settings.index_dir, index, symlinks=True)
+    kb = Settings(corpus_dir=corpus, index_dir=index, collections_dir=tmp_path / "collections")
+    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model), kb)
+    with running(create_app(kb, qa=qa)) as url:
+        files = {"file": ("haikou.txt", GBK_TEXT.encode("gbk"))}
+        added = httpx.post(f"{url}/documents?collection=cities", files=files, timeout=60)
+        assert added.status_code == 201, added.text
+
+        browser.get(f"{url}/?collection=cities")
+        message = _ask(browser, GBK_QUESTION)
+        assert "50家" in message.find_element(By.CSS_SELECTOR, ".answer").text
+        message.find_element(By.CSS_SELECTOR, "button.cite[data-cite='1']").click()
+        mark = _until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#doc-text mark"), "")
+        _until(browser, lambda d: mark.get_attribute("textContent"), "the quoted text")
+        assert "50家" in (mark.get_attribute("textContent") or "")
+        # The default collection does not hold the document, so there it is refused.
+        browser.get(f"{url}/")
+        assert "refused" in (_ask(browser, GBK_QUESTION).get_attribute("class") or "")
+
+        host = tmp_path / "host.html"
+        host.write_text(
+            '<!doctype html><meta charset="utf-8"><title>海南政务服务网</title>'
+            f'<script src="{url}/widget.js" data-zhice data-collection="cities"></script>',
+            encoding="utf-8",
+        )
+        browser.get(host.as_uri())
+        _until(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-zhice-button]"), ""
+        ).click()
+        frame = browser.find_element(By.CSS_SELECTOR, "iframe[data-zhice-frame]")
+        assert frame.get_attribute("src") == f"{url}/?embed=1&collection=cities"

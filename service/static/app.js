@@ -26,6 +26,11 @@
   }
   const apiKey = sessionStorage.getItem("zhice-key");
 
+  // ?collection=industry asks that knowledge base instead of the default one.
+  const asked = new URLSearchParams(location.search).get("collection") || "";
+  const collection = /^[a-z0-9][a-z0-9_-]{0,39}$/.test(asked) ? asked : null;
+  const inCollection = collection ? `?collection=${encodeURIComponent(collection)}` : "";
+
   if (new URLSearchParams(location.search).has("embed")) {
     document.body.classList.add("embedded");
     $("close").hidden = false;
@@ -35,6 +40,7 @@
   function headers() {
     const h = { "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
     if (apiKey) h.Authorization = `Bearer ${apiKey}`;
+    if (collection) h["X-Zhice-Collection"] = collection;
     return h;
   }
 
@@ -148,7 +154,11 @@
     const response = await fetch("ask", {
       method: "POST",
       headers: headers(),
-      body: JSON.stringify({ question, history: conversation.slice(-MAX_HISTORY) }),
+      body: JSON.stringify({
+        question,
+        history: conversation.slice(-MAX_HISTORY),
+        ...(collection ? { collection } : {}),
+      }),
     });
     if (!response.ok) throw await apiError(response);
     const body = await response.json();
@@ -315,7 +325,9 @@
 
   function loadDocument(source) {
     if (!documents.has(source)) {
-      const promise = fetch(`documents/${encodeURIComponent(source)}`, { headers: headers() })
+      const promise = fetch(`documents/${encodeURIComponent(source)}${inCollection}`, {
+        headers: headers(),
+      })
         .then(async (response) => {
           if (!response.ok) throw await apiError(response);
           const doc = await response.json();

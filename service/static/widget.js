@@ -2,6 +2,7 @@
  *   <script src="https://zhice.example/widget.js" data-zhice></script>
  * into a page to get a floating "政策问答" button that opens zhice's chat page in an iframe.
  * Optional attributes: data-key="…" (an API key, when zhice requires one),
+ * data-collection="…" (a knowledge base other than the default one),
  * data-label="…" (the button text), data-position="left" (default: right).
  * zhice's address is taken from this script's own src, so nothing else is configured.
  */
@@ -18,7 +19,12 @@
   var label = script.getAttribute("data-label") || "政策问答";
   var side = script.getAttribute("data-position") === "left" ? "left" : "right";
   // The key goes in the fragment: browsers never send it to a server or in a Referer.
-  var page = base + "?embed=1" + (key ? "#key=" + encodeURIComponent(key) : "");
+  var collection = script.getAttribute("data-collection");
+  var page =
+    base +
+    "?embed=1" +
+    (collection ? "&collection=" + encodeURIComponent(collection) : "") +
+    (key ? "#key=" + encodeURIComponent(key) : "");
   var button, frame, open = false;
 
   function style(node, rules) {
