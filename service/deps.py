@@ -129,10 +129,4 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def get_qa(state: Annotated[AppState, Depends(get_state)]) -> QA:
-    """The question-answering pipeline, or 503 while it loads."""
-    return state.pipeline()
-
-
 StateDep = Annotated[AppState, Depends(get_state)]
-QADep = Annotated[QA, Depends(get_qa)]

@@ -72,9 +72,8 @@ class QA:
         mode: Mode = "hybrid",
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
-        scope = where
-        self.check_sources(scope)
-        _, hits, timings, _ = self._retrieve(query, top_k, scope, mode)
+        self.check_sources(where)
+        _, hits, timings, _ = self._retrieve(query, top_k, where, mode)
         return hits, timings
 
     def _retrieve(
@@ -122,17 +121,16 @@ class QA:
         if kind is not None:
             total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
             return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
-        scope = where
-        self.check_sources(scope)
+        self.check_sources(where)
         # Retrieval searches the follow-up resolved against the conversation; the
         # composer answers the follow-up (made self-contained where possible). A
         # filter asks about the reports, so the FAQ stays out of it.
         rewritten = rewrite(question, history, self.retriever.tokenizer)
         query = rewritten.query
         listing = time.perf_counter()
-        listed = self._list_rows(rewritten.question, scope)
+        listed = self._list_rows(rewritten.question, where)
         listing_ms = _ms(listing, time.perf_counter())
-        rows, scope = listed if listed else (None, scope)
+        rows, scope = listed if listed else (None, where)
         faq_question = rewritten.question if scope is None or scope.empty else None
         prepared, hits, timings, match = self._retrieve(query, top_k, scope, mode, faq_question)
         retrieved = time.perf_counter()
