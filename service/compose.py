@@ -460,27 +460,27 @@ def _attach_headings(text: str, spans: list[tuple[int, int]]) -> list[tuple[int,
     pending: int | None = None
     for start, end in spans:
         begin = start if pending is None else pending
-        is_heading = (
-            end - start <= _HEADING_CHARS
-            and not text[start:end].endswith(_SENTENCE_ENDS)
-            and (end == len(text) or text[end] == "\n")
-        )
-        if is_heading:
+        if _is_heading(text, start, end):
             pending = begin
             continue
         out.append((begin, end))
         pending = None
     if pending is not None:
-        # The chunk ends on a heading: its text is in the next chunk, so read on.
-        after = _attach_headings(
-            text, list(sentence_spans(text, spans[-1][1], _read_on(text, spans[-1][1])))
-        )
-        out.append((pending, after[0][1] if after else spans[-1][1]))
+        # The chunk ends on a heading: its text is in the next chunk, so read on, once.
+        last = spans[-1][1]
+        window = sentence_spans(text, last, min(len(text), last + _HEADING_CHARS * 8))
+        body = next((e for s, e in window if not _is_heading(text, s, e)), last)
+        out.append((pending, body))
     return out
 
 
-def _read_on(text: str, end: int) -> int:
-    return min(len(text), end + _HEADING_CHARS * 8)
+def _is_heading(text: str, start: int, end: int) -> bool:
+    """A short line of its own without a sentence end."""
+    return (
+        end - start <= _HEADING_CHARS
+        and not text[start:end].endswith(_SENTENCE_ENDS)
+        and (end == len(text) or text[end] == "\n")
+    )
 
 
 def _row_answer(chunk: Chunk) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.text import sentence_spans
+from service.compose import _attach_headings
 from service.qa import QA
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +68,11 @@ def test_a_count_of_something_the_reports_do_not_count_is_refused(real_qa: QA) -
     assert real_qa.ask("Llama 3.1 405B训练时用了多少块GPU？", 5).refused
     # …while a count the reports do give is answered (央企 = 中央企业).
     assert not real_qa.ask("国资委的AI专题推进会上有多少家央企签了倡议书？", 5).refused
+
+
+def test_a_chunk_ending_on_thousands_of_heading_lines_reads_on_a_bounded_window() -> None:
+    # A slide dump of short lines: reading on past a final heading stops within its window.
+    text = "\n".join(f"项目{i}" for i in range(20000)) + "\n这是正文。"
+    spans = list(sentence_spans(text, 0, 20))
+    joined = _attach_headings(text, spans)
+    assert joined and joined[-1][1] <= 20 + 8 * 40
