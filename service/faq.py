@@ -129,6 +129,8 @@ class FAQ:
         self._mtime = -1.0
         self._entries: list[Entry] = []
         self._rows: list[tuple[int, str, str]] = []  # (entry index, normalised text, form)
+        self._owners = np.zeros(0, np.int64)  # per row: its entry's index
+        self._views: list[tuple[set[str], str]] = []  # per entry: its forms and texts
         self._vectors: npt.NDArray[np.float32] = np.zeros((0, embedder.dimension), np.float32)
         self.reload()
 
@@ -157,6 +159,8 @@ class FAQ:
             texts = [(i, t) for i, e in enumerate(entries) for t in (e.question, *e.paraphrases)]
             self._entries = entries
             self._rows = [(i, normalize(t), question_form(t)) for i, t in texts]
+            self._owners = np.asarray([i for i, _ in texts], np.int64)
+            self._views = _entry_views(self._rows, len(entries))
             self._vectors = self._embed([t for _, t in texts])
             log.info("loaded %d FAQ entries from %s", len(entries), self.path)
             return len(entries)
@@ -180,7 +184,7 @@ class FAQ:
         """
         self.reload()
         with self._lock:
-            owners = np.asarray([owner for owner, _, _ in self._rows])
+            owners = self._owners
             positives = []
             for row, (owner, text, _) in enumerate(self._rows):
                 own = (owners == owner) & (np.arange(len(owners)) != row)
@@ -195,18 +199,17 @@ class FAQ:
     def _eligible(self, question: str, exclude: int = -1) -> npt.NDArray[np.bool_]:
         """Rows whose entry (without row `exclude`) has the question's form and anchors."""
         form, anchors = question_form(question), [normalize(a) for a in self._anchors(question)]
-        forms: dict[int, set[str]] = {}
-        texts: dict[int, str] = {}
-        for row, (owner, text, row_form) in enumerate(self._rows):
-            if row != exclude:
-                forms.setdefault(owner, set()).add(row_form)
-                texts[owner] = texts.get(owner, "") + "\n" + text
-        ok = {
-            owner: form in forms[owner] and all(a in texts[owner] for a in anchors)
-            for owner in forms
-        }
-        rows = enumerate(self._rows)
-        return np.asarray([r != exclude and ok.get(o, False) for r, (o, _, _) in rows], np.bool_)
+        views = (
+            self._views if exclude < 0 else _entry_views(self._rows, len(self._entries), exclude)
+        )
+        ok = np.asarray(
+            [form in forms and all(a in texts for a in anchors) for forms, texts in views],
+            np.bool_,
+        )
+        eligible = ok[self._owners] if len(ok) else np.zeros(len(self._owners), np.bool_)
+        if exclude >= 0:
+            eligible[exclude] = False
+        return eligible
 
     @classmethod
     def _score(cls, scores: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]) -> float:
@@ -224,3 +227,16 @@ class FAQ:
         if not texts:
             return np.zeros((0, self.embedder.dimension), np.float32)
         return self.embedder.embed_batch([self.embedder.query_prompt + t for t in texts])
+
+
+def _entry_views(
+    rows: list[tuple[int, str, str]], entries: int, exclude: int = -1
+) -> list[tuple[set[str], str]]:
+    """Per entry, the forms and the joined texts of its rows (leaving out row `exclude`)."""
+    views: list[tuple[set[str], str]] = [(set(), "") for _ in range(entries)]
+    for row, (owner, text, form) in enumerate(rows):
+        if row != exclude:
+            forms, texts = views[owner]
+            forms.add(form)
+            views[owner] = (forms, f"{texts}\n{text}")
+    return views
