@@ -68,9 +68,12 @@ def load_bytes(name: str, data: bytes) -> Document:
     )
 
 
-def with_stated(document: Document, stated: Mapping[str, str]) -> Document:
-    """The document with metadata its uploader stated (`title` among them) taking precedence."""
-    given = dict(stated)
+def with_stated(document: Document, stated: Mapping[str, str | None]) -> Document:
+    """The document with metadata its uploader stated (`title` among them) taking precedence.
+
+    Values are trimmed; blank or missing ones leave the document's own.
+    """
+    given = {k: v.strip() for k, v in stated.items() if v and v.strip()}
     title = given.pop("title", document.title)
     return replace(document, title=title, metadata={**document.metadata, **given})
 

@@ -36,6 +36,7 @@ from ingest.embedding import Embedder
 from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError, ZhiceError
 from ingest.loaders import SUFFIXES
 from ingest.pipeline import analysis
+from ingest.settings import Settings
 from ingest.store import (
     FORMAT_VERSION,
     LoadedIndex,
@@ -123,9 +124,7 @@ def source_name(filename: str) -> str:
 
 
 def update(
-    corpus_dir: Path,
-    index_dir: Path,
-    model: str,
+    settings: Settings,
     embedder: Embedder,
     action: Action,
     source: str,
@@ -137,12 +136,14 @@ def update(
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
 
+    The corpus and index are the directories `settings` names (a collection's, too).
     `document` and `data` (the file's bytes, written to the corpus) are needed to add
     or replace. Pass the service's loaded `tokenizer` to save loading jieba's
     dictionaries (half a second). `crash_before_switch` runs between writing the new
     state and making it current — a hook for tests that kill the process there.
     """
     began = time.perf_counter()
+    corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
     with locked(index_dir):
         old = _current_or_empty(index_dir, model, embedder, action)
         _check(old, action, source, document)

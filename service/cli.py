@@ -122,8 +122,7 @@ def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None
 
     source = source_name(path.name)
     data = path.read_bytes()
-    stated = {k: v.strip() for k, v in fields.items() if v and v.strip()}
-    document = with_stated(load_bytes(source, data), stated)
+    document = with_stated(load_bytes(source, data), fields)
     _update(settings, "replace" if replacing else "add", source, document, data)
 
 
@@ -148,16 +147,7 @@ def _update(
     from ingest.update import update
     from service.runtime import embedder_for
 
-    result = update(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings.embedding_model,
-        embedder_for(settings),
-        action,
-        source,
-        document,
-        data,
-    )
+    result = update(settings, embedder_for(settings), action, source, document, data)
     click.echo(
         f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "
         f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "

@@ -427,7 +427,7 @@ def test_sigkill_at_the_switch_leaves_the_previous_index(kb: Settings) -> None:
         "from service.runtime import embedder_for\n"
         "s = Settings()\n"
         "data = Path(sys.argv[1]).read_bytes()\n"
-        "update(s.corpus_dir, s.index_dir, s.embedding_model, embedder_for(s), 'add',\n"
+        "update(s, embedder_for(s), 'add',\n"
         "       'xining-plan.pdf', load_bytes('xining-plan.pdf', data), data,\n"
         "       crash_before_switch=lambda: os.kill(os.getpid(), signal.SIGKILL))\n"
     )

@@ -38,13 +38,12 @@ Meta = Annotated[str | None, Form(max_length=200)]
 
 def _stated(
     title: Meta = None, date: Meta = None, department: Meta = None, region: Meta = None
-) -> dict[str, str]:
-    """The metadata form fields given (trimmed, blanks left out)."""
-    given = {"title": title, "date": date, "department": department, "region": region}
-    return {k: v.strip() for k, v in given.items() if v and v.strip()}
+) -> dict[str, str | None]:
+    """The metadata form fields (see `with_stated`)."""
+    return {"title": title, "date": date, "department": department, "region": region}
 
 
-Stated = Annotated[dict[str, str], Depends(_stated)]
+Stated = Annotated[dict[str, str | None], Depends(_stated)]
 FileField = Annotated[
     UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown or TXT.")
 ]
@@ -142,7 +141,7 @@ def remove_document(source: str, state: StateDep, collection: Collection = None)
     return _apply(state, collection, "remove", source_name(source), None)
 
 
-def _read(source: str, file: UploadFile, stated: dict[str, str]) -> tuple[Document, bytes]:
+def _read(source: str, file: UploadFile, stated: dict[str, str | None]) -> tuple[Document, bytes]:
     data = file.file.read()
     return with_stated(load_bytes(source, data), stated), data
 
@@ -158,15 +157,7 @@ def _apply(
     loaded = state.pipeline().retriever  # one model and tokeniser serve every collection
     document, data = upload if upload else (None, None)
     result = update(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings.embedding_model,
-        loaded.embedder,
-        action,
-        source,
-        document,
-        data,
-        tokenizer=loaded.tokenizer,
+        settings, loaded.embedder, action, source, document, data, tokenizer=loaded.tokenizer
     )
     state.install(result.index, collection)
     chunks = sum(1 for c in result.index.chunks if c.source == source)
