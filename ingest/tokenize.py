@@ -62,10 +62,12 @@ class Tokenizer:
             if _NUMBER.match(word) or latin:
                 out.append(word)
         # Places by gazetteer: 北京市 and 北京 are one anchor, matched by its short form.
-        for place in self.places:
-            if place in text and place not in out:
-                out.append(place)
+        out.extend(place for place in self.places_in(text) if place not in out)
         return out
+
+    def places_in(self, text: str) -> list[str]:
+        """The gazetteer's places that text names, in gazetteer order."""
+        return [place for place in self.places if place in text]
 
     def expand(self, tokens: list[str]) -> list[str]:
         """Tokens plus their synonyms (计算能力 → 算力), each once, originals first."""

@@ -327,7 +327,7 @@ class Composer:
                 seen.add(key)
                 text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
                 plain = normalize(display)
-                if places and _elsewhere(places, self.tokenizer.places, plain):
+                if places and _elsewhere(places, self.tokenizer.places_in(plain), plain):
                     continue
                 if ordinals and _elsewhere(ordinals, ORDINAL.findall(plain), plain):
                     continue
@@ -420,14 +420,13 @@ class Composer:
         return "".join(f"{c.display}[{n}]" for n, c in enumerate(chosen, start=1)), citations
 
 
-def _elsewhere(asked: Sequence[str], names: Sequence[str], display: str) -> bool:
-    """True when a sentence is about other places (or batches…) than the ones asked about.
+def _elsewhere(asked: Sequence[str], named: Sequence[str], display: str) -> bool:
+    """True when a sentence names places (or batches…), but none of those asked about.
 
     "上海到2025年…达到多少？" must not be answered with Beijing's figure, nor "第一批…" with
     the second batch, however close the rest of the sentence; a sentence naming none of
-    them, or one asked about, stays.
+    them, or one asked about, stays. `named` are the ones the sentence names.
     """
-    named = [n for n in names if n in display]
     return bool(named) and not any(a in display for a in asked)
 
 
