@@ -16,6 +16,7 @@ from ingest.errors import ZhiceError
 from ingest.settings import Settings
 
 if TYPE_CHECKING:
+    from ingest.embedding import Embedder
     from ingest.types import Document
     from ingest.update import Action
     from service.evaluation import Outcome
@@ -301,19 +302,23 @@ def evaluate(
         return
     if questions is None:
         raise click.UsageError("give a question file FILE.jsonl (or --cmrc PATH)")
-    if calibrate_faq:
-        _calibrate_faq(settings, questions)
     if url and set(retrievers) - {"hybrid"}:
         raise click.UsageError("--url evaluates the server's own hybrid retrieval only")
     modes = retrievers or ("hybrid", "dense", "bm25")
     if calibrate and "hybrid" not in modes:
         modes = ("hybrid", *modes)
-    runs, threshold = _eval_runs(settings, questions, modes, url)
+    # The model loaded for FAQ calibration serves the evaluation too.
+    embedder = _calibrate_faq(settings, questions) if calibrate_faq else None
+    runs, threshold = _eval_runs(settings, questions, modes, url, embedder)
     _eval_output(settings, runs, threshold, questions, as_json, report_dir, calibrate)
 
 
 def _eval_runs(
-    settings: Settings, questions: Path, modes: tuple[str, ...], url: str | None
+    settings: Settings,
+    questions: Path,
+    modes: tuple[str, ...],
+    url: str | None,
+    embedder: Embedder | None = None,
 ) -> tuple[dict[str, list[Outcome]], float | None]:
     """Outcomes per configuration, and the refusal threshold in force."""
     from service.evaluation import read_questions, relevant_counts, run, run_with
@@ -333,7 +338,7 @@ def _eval_runs(
         return {"server": outcomes}, asker.threshold
     from service.runtime import build_qa
 
-    qa = build_qa(settings)
+    qa = build_qa(settings, embedder)
     runs = {}
     for mode in modes:
         with _progress(len(items), mode) as bar:
@@ -401,7 +406,8 @@ def _write_calibration(settings: Settings, outcomes: list[Outcome], name: str) -
     )
 
 
-def _calibrate_faq(settings: Settings, questions: Path) -> None:
+def _calibrate_faq(settings: Settings, questions: Path) -> Embedder:
+    """Calibrate the FAQ threshold; return the model it loaded, for the evaluation."""
     from ingest.tokenize import Tokenizer
     from service.calibration import calibrate_faq, write_calibration
     from service.evaluation import read_questions
@@ -423,6 +429,7 @@ def _calibrate_faq(settings: Settings, questions: Path) -> None:
         f"of {figures['questions']}; ZHICE_FAQ_THRESHOLD overrides it)",
         err=True,
     )
+    return embedder
 
 
 def _eval_cmrc(
