@@ -121,6 +121,20 @@ def _in_view(driver: WebDriver, element: WebElement) -> bool:
     return bool(driver.execute_script(script, element))
 
 
+def _open_host_page(
+    browser: WebDriver, tmp_path: Path, url: str, attributes: str = ""
+) -> WebElement:
+    """A host page elsewhere (here a file) with the README's one-line snippet; its button."""
+    host = tmp_path / "host.html"
+    host.write_text(
+        '<!doctype html><meta charset="utf-8"><title>某市政务服务网</title><h1>办事指南</h1>'
+        f'<script src="{url}/widget.js" data-zhice {attributes}></script>',
+        encoding="utf-8",
+    )
+    browser.get(host.as_uri())
+    return _until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-zhice-button]"), "")
+
+
 def _lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -193,15 +207,7 @@ def test_ask_cite_rate_and_refuse(
 def test_embed_snippet_opens_the_page(
     browser: WebDriver, live_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A host page elsewhere (here a file) with the one-line snippet from the README.
-    host = tmp_path / "host.html"
-    host.write_text(
-        '<!doctype html><meta charset="utf-8"><title>某市政务服务网</title><h1>办事指南</h1>'
-        f'<script src="{live_server}/widget.js" data-zhice></script>',
-        encoding="utf-8",
-    )
-    browser.get(host.as_uri())
-    button = _until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-zhice-button]"), "")
+    button = _open_host_page(browser, tmp_path, live_server)
     assert button.text == "政策问答"
     button.click()
     frame = browser.find_element(By.CSS_SELECTOR, "iframe[data-zhice-frame]")
@@ -253,15 +259,6 @@ def test_a_collection_page_asks_and_cites_its_own_documents(
         browser.get(f"{url}/")
         assert "refused" in (_ask(browser, GBK_QUESTION).get_attribute("class") or "")
 
-        host = tmp_path / "host.html"
-        host.write_text(
-            '<!doctype html><meta charset="utf-8"><title>海南政务服务网</title>'
-            f'<script src="{url}/widget.js" data-zhice data-collection="cities"></script>',
-            encoding="utf-8",
-        )
-        browser.get(host.as_uri())
-        _until(
-            browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-zhice-button]"), ""
-        ).click()
+        _open_host_page(browser, tmp_path, url, 'data-collection="cities"').click()
         frame = browser.find_element(By.CSS_SELECTOR, "iframe[data-zhice-frame]")
         assert frame.get_attribute("src") == f"{url}/?embed=1&collection=cities"
