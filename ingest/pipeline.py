@@ -5,27 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ingest.bm25 import BM25
-from ingest.chunking import ChunkerParams, chunk_document
+from ingest.build import analysis, build_version
+from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, Vectors
 from ingest.errors import CorpusError, ZhiceError
 from ingest.loaders import corpus_files, load_document
 from ingest.store import (
-    FORMAT_VERSION,
     Manifest,
-    VectorIndex,
     load_index,
     locked,
     read_manifest,
-    write_index,
 )
-from ingest.tokenize import Tokenizer, fingerprint
 from ingest.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -107,7 +103,16 @@ def _ingest(
         log.info("index in %s is up to date; nothing to do", index_dir)
         manifest = read_manifest(index_dir)
         count = manifest.chunk_count if manifest else 0
-        return IngestResult(False, len(documents), count, 0, count, 0.0, index_dir, skipped)
+        return IngestResult(
+            rebuilt=False,
+            documents=len(documents),
+            chunks=count,
+            embedded=0,
+            reused=count,
+            seconds=0.0,
+            path=index_dir,
+            skipped=skipped,
+        )
     chunks = []
     for doc in documents:
         found = chunk_document(doc)
@@ -117,30 +122,21 @@ def _ingest(
     model_impl = embedder()
     previous = _previous_vectors(index_dir, model)
     vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
-    tokenizer = Tokenizer()
-    bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
-    index = VectorIndex.build(vectors)
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        model=model,
-        dimension=model_impl.dimension,
-        chunker=analysis(),
-        corpus={d.source: d.sha256 for d in documents},
-        chunk_count=len(chunks),
-        index_type=index.kind,
-        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        build_seconds=round(time.perf_counter() - began, 3),
+    built = build_version(
+        index_dir, model=model, documents=documents, chunks=chunks, vectors=vectors, began=began
     )
-    path = write_index(index_dir, manifest, documents, chunks, index, bm25)
     seconds = time.perf_counter() - began
     log.info("indexed %d chunks (%d embedded) in %.1f s", len(chunks), embedded, seconds)
-    reused = len(chunks) - embedded
-    return IngestResult(True, len(documents), len(chunks), embedded, reused, seconds, path, skipped)
-
-
-def analysis() -> dict[str, object]:
-    """Chunking parameters and the tokeniser's dictionaries: changing either rebuilds."""
-    return {**asdict(ChunkerParams()), "tokenizer": fingerprint()}
+    return IngestResult(
+        rebuilt=True,
+        documents=len(documents),
+        chunks=len(chunks),
+        embedded=embedded,
+        reused=len(chunks) - embedded,
+        seconds=seconds,
+        path=built.path,
+        skipped=skipped,
+    )
 
 
 def _previous_vectors(index_dir: Path, model: str) -> dict[str, Vectors]:

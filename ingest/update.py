@@ -23,30 +23,26 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from ingest.bm25 import BM25
+from ingest.build import build_version
 from ingest.chunking import chunk_document
 from ingest.embedding import Embedder
-from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError, ZhiceError
-from ingest.loaders import SUFFIXES
-from ingest.pipeline import analysis
-from ingest.settings import Settings
-from ingest.store import (
-    FORMAT_VERSION,
-    LoadedIndex,
-    Manifest,
-    VectorIndex,
-    load_index,
-    locked,
-    read_manifest,
-    write_index,
+from ingest.errors import (
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EmptyDocumentError,
+    InvalidSourceError,
+    LastDocumentError,
+    UnsupportedFormatError,
 )
+from ingest.loaders import SUFFIXES
+from ingest.store import LoadedIndex, load_index, locked, read_manifest
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
 
@@ -58,33 +54,6 @@ MAX_SOURCE_CHARS = 200
 # Characters a source name may not contain: separators, controls, and what shells,
 # URLs and Windows file systems treat specially.
 _FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|#%]')
-
-
-class InvalidSourceError(CorpusError):
-    """A file name that cannot be a document name."""
-
-    code = "invalid_filename"
-
-
-class DocumentExistsError(ZhiceError):
-    """An upload under a name, or with content, the knowledge base already holds."""
-
-    status = 409
-    code = "document_exists"
-
-
-class DocumentNotFoundError(ZhiceError):
-    """A replacement or removal of a document the knowledge base does not hold."""
-
-    status = 404
-    code = "not_found"
-
-
-class LastDocumentError(ZhiceError):
-    """Removing the only document would leave an index nothing can be answered from."""
-
-    status = 409
-    code = "last_document"
 
 
 @dataclass(frozen=True)
@@ -124,7 +93,9 @@ def source_name(filename: str) -> str:
 
 
 def update(
-    settings: Settings,
+    corpus_dir: Path,
+    index_dir: Path,
+    model: str,
     embedder: Embedder,
     action: Action,
     source: str,
@@ -136,21 +107,24 @@ def update(
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
 
-    The corpus and index are the directories `settings` names (a collection's, too).
-    `document` and `data` (the file's bytes, written to the corpus) are needed to add
-    or replace. Pass the service's loaded `tokenizer` to save loading jieba's
-    dictionaries (half a second). `crash_before_switch` runs between writing the new
-    state and making it current — a hook for tests that kill the process there.
+    `corpus_dir` and `index_dir` are a collection's directories, `model` the embedding
+    model's name the index must have been built with. `document` and `data` (the file's
+    bytes, written to the corpus) are needed to add or replace. Pass the service's
+    loaded `tokenizer` to save loading jieba's dictionaries (half a second).
+    `crash_before_switch` runs between writing the new state and making it current — a
+    hook for tests that kill the process there.
     """
     began = time.perf_counter()
-    corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
     with locked(index_dir):
-        old = _current_or_empty(index_dir, model, embedder, action)
-        _check(old, action, source, document)
-        keep = [i for i, chunk in enumerate(old.chunks) if chunk.source != source]
-        chunks = [old.chunks[i] for i in keep]
-        vectors = old.vectors.vectors()[keep]
-        documents = {s: d for s, d in old.documents.items() if s != source}
+        old = _current(index_dir, model, action)
+        documents = {s: d for s, d in old.documents.items() if s != source} if old else {}
+        _check(old.documents if old else {}, action, source, document)
+        chunks = [c for c in old.chunks if c.source != source] if old else []
+        if old is None:
+            vectors = np.zeros((0, embedder.dimension), np.float32)
+        else:
+            kept = np.array([c.source != source for c in old.chunks], dtype=bool)
+            vectors = old.vectors.vectors()[kept]
         embedded = 0
         if document is not None:
             new_chunks = chunk_document(document)
@@ -161,17 +135,6 @@ def update(
             vectors = np.vstack([vectors, fresh]).astype(np.float32)
             documents[source] = document
             embedded = len(new_chunks)
-        tokenizer = tokenizer or Tokenizer()
-        bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
-        vector_index = VectorIndex.build(vectors)
-        manifest = replace(
-            old.manifest,
-            corpus={s: d.sha256 for s, d in sorted(documents.items())},
-            chunk_count=len(chunks),
-            index_type=vector_index.kind,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            build_seconds=round(time.perf_counter() - began, 3),
-        )
         _remove_stale_uploads(corpus_dir)
         staged = _stage(corpus_dir, source, data) if data is not None else None
 
@@ -185,13 +148,14 @@ def update(
                 crash_before_switch()
 
         try:
-            path = write_index(
+            index = build_version(
                 index_dir,
-                manifest,
-                documents.values(),
-                chunks,
-                vector_index,
-                bm25,
+                model=model,
+                documents=documents.values(),
+                chunks=chunks,
+                vectors=vectors,
+                began=began,
+                tokenizer=tokenizer,
                 before_switch=commit_corpus,
             )
         finally:
@@ -201,42 +165,36 @@ def update(
     log.info(
         "%s %s: %d chunks (%d embedded) in %.2f s", action, source, len(chunks), embedded, seconds
     )
-    index = LoadedIndex(path, manifest, documents, chunks, vector_index, bm25)
-    return UpdateResult(action, source, len(chunks), embedded, seconds, index)
-
-
-def _current_or_empty(
-    index_dir: Path, model: str, embedder: Embedder, action: Action
-) -> LoadedIndex:
-    """The index in force; an empty one when the first document of a collection is added."""
-    if action != "add" or read_manifest(index_dir) is not None:
-        return load_index(index_dir, model)
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        model=model,
-        dimension=embedder.dimension,
-        chunker=analysis(),
-        corpus={},
-        chunk_count=0,
-        index_type="",
-        built_at="",
-        build_seconds=0.0,
+    return UpdateResult(
+        action=action,
+        source=source,
+        chunks=len(chunks),
+        embedded=embedded,
+        seconds=seconds,
+        index=index,
     )
-    empty = np.zeros((0, embedder.dimension), np.float32)
-    return LoadedIndex(index_dir, manifest, {}, [], VectorIndex.build(empty), BM25.build([]))
 
 
-def _check(old: LoadedIndex, action: Action, source: str, document: Document | None) -> None:
-    exists = source in old.documents
+def _current(index_dir: Path, model: str, action: Action) -> LoadedIndex | None:
+    """The index in force; None when the first document of a collection is added."""
+    if action == "add" and read_manifest(index_dir) is None:
+        return None
+    return load_index(index_dir, model)
+
+
+def _check(
+    documents: Mapping[str, Document], action: Action, source: str, document: Document | None
+) -> None:
+    exists = source in documents
     if action == "add" and exists:
         raise DocumentExistsError(f"{source} is already in the knowledge base; PUT replaces it")
     if action != "add" and not exists:
         raise DocumentNotFoundError(f"no document named {source!r}; see GET /documents")
-    if action == "remove" and len(old.documents) == 1:
+    if action == "remove" and len(documents) == 1:
         raise LastDocumentError(f"{source} is the only document; add another first")
     if document is None:
         return
-    for other in old.documents.values():
+    for other in documents.values():
         if other.sha256 == document.sha256 and other.source != source:
             raise DocumentExistsError(
                 f"{source} has the same content as {other.source}, already in the knowledge base"

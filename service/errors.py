@@ -1,18 +1,47 @@
-"""Request errors and the one mapping of every error to `{"error": {code, message}}`."""
+"""Every error the service raises, with the HTTP status and the code clients see.
+
+Core code raises these; `service.api.errors` maps them to `{"error": {code, message}}`
+and the CLI prints their message. The write path's errors live in `ingest.errors` and
+are re-exported here, so this module lists every code a client can meet.
+"""
 
 from __future__ import annotations
 
-import logging
+from ingest.errors import (
+    CorpusError,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+    IndexIncompatibleError,
+    IndexMissingError,
+    InvalidSourceError,
+    LastDocumentError,
+    ModelNotFoundError,
+    ModelPreparationError,
+    ScannedPDFError,
+    UnreadableDocumentError,
+    UnsupportedFormatError,
+    ZhiceError,
+)
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-
-from ingest.errors import ZhiceError
-from service.requestid import HEADER, current_request_id
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "CorpusError",
+    "DocumentExistsError",
+    "DocumentNotFoundError",
+    "EmptyDocumentError",
+    "EncryptedDocumentError",
+    "IndexIncompatibleError",
+    "IndexMissingError",
+    "InvalidSourceError",
+    "LastDocumentError",
+    "ModelNotFoundError",
+    "ModelPreparationError",
+    "ScannedPDFError",
+    "UnreadableDocumentError",
+    "UnsupportedFormatError",
+    "ZhiceError",
+]
 
 
 class NotReadyError(ZhiceError):
@@ -36,52 +65,75 @@ class InvalidRequestError(ZhiceError):
     code = "invalid_request"
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    """The error shape every non-2xx response carries (plus the request id, when known)."""
-    error = {"code": code, "message": message}
-    request_id = current_request_id()
-    if request_id is not None:
-        error["request_id"] = request_id
-    return {"error": error}
+class QuestionSetError(ZhiceError):
+    """The question file is malformed."""
+
+    status = 400
+    code = "invalid_question_set"
 
 
-def _respond(status: int, code: str, message: str) -> JSONResponse:
-    # The 500 response is sent outside the request-id middleware, so it sets the header.
-    request_id = current_request_id()
-    headers = {HEADER: request_id} if request_id else None
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+class CalibrationError(ZhiceError):
+    """The question set cannot calibrate the refusal threshold."""
+
+    status = 400
+    code = "calibration_failed"
 
 
-async def _zhice_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ZhiceError)
-    return _respond(exc.status, exc.code, exc.message)
+class LLMError(Exception):
+    """The LLM server failed, timed out or replied with something unusable."""
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            return _respond(400, "invalid_json", "request body is not valid JSON (UTF-8)")
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
-    return _respond(422, "validation_error", "; ".join(problems) or "invalid request")
+class CmrcError(ZhiceError):
+    """The CMRC file is missing or not in SQuAD format."""
+
+    status = 400
+    code = "invalid_cmrc"
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-    return _respond(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+class RemoteError(ZhiceError):
+    """The server under evaluation failed or answered outside the contract."""
+
+    status = 502
+    code = "remote_failed"
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _respond(500, "internal_error", "internal error; the request was logged")
+class FeedbackLogError(ZhiceError):
+    """The feedback log cannot be written (missing permission, full disk …)."""
+
+    status = 503
+    code = "feedback_unavailable"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error path to the one JSON error shape, never a traceback."""
-    app.add_exception_handler(ZhiceError, _zhice_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+class FAQError(ZhiceError):
+    """The FAQ file cannot be read."""
+
+    status = 400
+    code = "invalid_faq"
+
+
+class UnknownSourceError(ZhiceError):
+    """A filter names a document that is not in the index."""
+
+    status = 400
+    code = "unknown_source"
+
+
+class UnsupportedError(ZhiceError):
+    """A standard request option zhice cannot honour (n > 1, non-text content)."""
+
+    status = 400
+    code = "unsupported"
+
+
+class UnknownCollectionError(ZhiceError):
+    """A request names a collection the service does not hold."""
+
+    status = 404
+    code = "unknown_collection"
+
+
+class InvalidCollectionError(ZhiceError):
+    """A collection name that cannot name a directory of ours."""
+
+    status = 400
+    code = "invalid_collection"

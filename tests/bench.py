@@ -17,9 +17,9 @@ import httpx
 
 from ingest.chunking import chunk_document
 from ingest.pipeline import ingest, load_corpus
-from ingest.settings import Settings
-from service.evaluation import read_questions
-from service.runtime import embedder_for
+from service.answer.build import embedder_for
+from service.config import Settings
+from service.eval.evaluation import read_questions
 from tests.conftest import CORPUS, QUESTIONS, free_port
 from tests.samples import docx_bytes
 

@@ -16,10 +16,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from ingest.pipeline import ingest
-from ingest.settings import Settings
-from service.app import create_app
-from service.qa import QA
-from service.runtime import build_qa, embedder_for
+from service.answer.build import build_qa, embedder_for
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.config import Settings
 from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]

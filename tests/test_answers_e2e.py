@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ingest.text import sentence_spans
-from service.compose import _attach_headings
-from service.qa import QA
+from service.answer.compose import _attach_headings
+from service.answer.qa import QA
 
 pytestmark = pytest.mark.e2e
 

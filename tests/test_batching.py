@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ingest.embedding import Vectors
-from service.batching import BatchingEmbedder
+from service.answer.batching import BatchingEmbedder
 from tests.fakes import HashEmbedder
 
 

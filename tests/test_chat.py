@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.settings import Settings
-from service.app import create_app
-from service.qa import QA
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.config import Settings
 
 QUESTION = "国务院 政务服务 智能客服 意图识别"
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from service.chat_text import MAX_PIECE, cut, estimate_tokens, markers, pieces
+from service.api.chat_text import MAX_PIECE, cut, estimate_tokens, markers, pieces
 from tests.conftest import QUESTIONS
 
 ANSWERS = [

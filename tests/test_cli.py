@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.settings import Settings
 from service.cli import cli
+from service.config import Settings
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.cli import cli
-from service.cmrc import corpus_for, load_cmrc, sample
+from service.eval.cmrc import corpus_for, load_cmrc, sample
 
 pytestmark = pytest.mark.e2e
 

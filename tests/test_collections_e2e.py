@@ -12,12 +12,12 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from ingest.settings import Settings
 from ingest.store import load_index
-from service.app import create_app
+from service.answer.build import with_index
+from service.answer.qa import QA
+from service.api.app import create_app
 from service.cli import cli
-from service.qa import QA
-from service.runtime import with_index
+from service.config import Settings
 from tests.conftest import running
 from tests.test_updates_e2e import GBK_QUESTION, GBK_TEXT, HTML, HTML_QUESTION
 

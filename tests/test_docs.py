@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import Settings
 from service.cli import cli
+from service.config import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -29,7 +29,7 @@ def test_help_and_imports_load_no_model() -> None:
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from service.cli import cli\n"
-        "import service.app, service.runtime, ingest.pipeline, ingest.store\n"
+        "import service.api.app, service.answer.build, ingest.pipeline, ingest.store\n"
         "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
         "heavy = {'torch', 'sentence_transformers', 'faiss', 'transformers', 'jieba'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.settings import Settings
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
 from tests.conftest import running, wait_for
 
 pytestmark = pytest.mark.e2e

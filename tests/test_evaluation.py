@@ -24,17 +24,18 @@ from pathlib import Path
 import pytest
 
 from ingest.types import Chunk, Citation, Hit
-from service.calibration import (
+from service.answer.qa import Result
+from service.answer.threshold import load_calibration
+from service.eval.calibration import (
     CalibrationError,
     calibrate,
     calibrate_faq,
     choose,
-    load_calibration,
     write_calibration,
 )
-from service.cmrc import document_rank, retrieval_metrics
-from service.cmrc_metrics import contains, exact_match, f1, segments, strip_markers
-from service.evaluation import (
+from service.eval.cmrc import document_rank, retrieval_metrics
+from service.eval.cmrc_metrics import contains, exact_match, f1, segments, strip_markers
+from service.eval.evaluation import (
     Outcome,
     Question,
     by_type,
@@ -45,7 +46,6 @@ from service.evaluation import (
     relevant_counts,
     summary,
 )
-from service.qa import Result
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.settings import Settings
-from service.calibration import load_calibration
+from service.answer.qa import QA
+from service.answer.threshold import load_calibration
 from service.cli import cli
-from service.evaluation import read_questions, run, summary
-from service.qa import QA
+from service.config import Settings
+from service.eval.evaluation import read_questions, run, summary
 from tests.conftest import QUESTIONS
 from tests.test_report import check_png
 

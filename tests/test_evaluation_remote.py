@@ -7,8 +7,9 @@ import json
 import httpx
 import pytest
 
-from service.evaluation import Question, judge
-from service.remote import RemoteAsker, RemoteError
+from service.errors import RemoteError
+from service.eval.client import RemoteAsker
+from service.eval.evaluation import Question, judge
 
 QUESTION = Question(
     "q1", "哪份文件？", "table", ("a.txt",), ("甲乙",), "", ("丙",), (("user", "上一问"),)

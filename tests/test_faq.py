@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.faq import FAQ, FAQError, read_entries
+from service.answer.faq import FAQ, read_entries
+from service.errors import FAQError
 from tests.fakes import HashEmbedder
 
 ENTRIES = [

@@ -21,9 +21,9 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest.settings import Settings
-from service.app import create_app
-from service.qa import QA
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.config import Settings
 from tests.conftest import running, wait_for
 from tests.fake_llm import failure, reply, serving
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.settings import Settings
-from service.app import create_app
-from service.feedback import Feedback, FeedbackLog, FeedbackLogError
-from service.qa import QA
-from service.routes.feedback import feedback_path
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.api.feedback import Feedback, FeedbackLog
+from service.api.routes.feedback import feedback_path
+from service.config import Settings
+from service.errors import FeedbackLogError
 
 GOOD = {
     "question": "国务院哪份文件提出探索用大模型提升线上智能客服的意图识别？",

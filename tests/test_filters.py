@@ -13,7 +13,7 @@ from ingest.chunking import chunk_document
 from ingest.loaders import load_document
 from ingest.metadata import document_metadata, normalize_date
 from ingest.types import Chunk, Document
-from service.filters import (
+from service.answer.filters import (
     Filter,
     FilterIndex,
     department_matches,
@@ -22,8 +22,8 @@ from service.filters import (
     period,
     region_matches,
 )
-from service.qa import QA
-from service.schemas import Filters
+from service.answer.qa import QA
+from service.api.schemas.core import Filters
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 PLACES = ("北京", "上海", "广东", "宁夏", "临港")

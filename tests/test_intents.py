@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.intents import small_talk
-from service.qa import QA
+from service.answer.intents import small_talk
+from service.answer.qa import QA
 
 
 @pytest.mark.parametrize(

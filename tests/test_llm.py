@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ingest.types import Chunk, Hit
-from service.llm import LLMComposer, LLMError, check
+from service.answer.llm import LLMComposer, check
+from service.errors import LLMError
 from tests.fake_llm import failure, reply, serving
 
 PASSAGES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingest.tokenize import Tokenizer
-from service.rewrite import Rewrite, Turn, rewrite
+from service.answer.rewrite import Rewrite, Turn, rewrite
 
 
 @pytest.fixture(scope="module")

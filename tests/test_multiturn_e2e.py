@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.evaluation import Outcome, read_questions, run
-from service.qa import QA
+from service.answer.qa import QA
+from service.eval.evaluation import Outcome, read_questions, run
 from tests.conftest import QUESTIONS
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from service.evaluation import read_questions, run, summary
-from service.qa import QA
+from service.answer.qa import QA
+from service.eval.evaluation import read_questions, run, summary
 from tests.conftest import QUESTIONS
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.evaluation import Outcome, judge, summary
-from service.report import markdown, md_table, write_report
+from service.eval.evaluation import Outcome, judge, summary
+from service.eval.report import markdown, md_table, write_report
 from tests.test_evaluation import FIXTURE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import Settings
-from service.runtime import threshold
+from service.answer.build import threshold
+from service.config import Settings
 
 
 def test_default_threshold_without_calibration(tmp_path: Path) -> None:

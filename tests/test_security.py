@@ -16,13 +16,13 @@ import uvicorn
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from ingest.settings import Settings
-from service.app import create_app
-from service.paths import PathSet, route_path
-from service.qa import QA
-from service.ratelimit import TokenBucket
-from service.requestid import RequestIdFilter, uvicorn_log_config
-from service.security import BodySizeMiddleware
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.api.middleware.paths import PathSet, route_path
+from service.api.middleware.ratelimit import TokenBucket
+from service.api.middleware.requestid import RequestIdFilter, uvicorn_log_config
+from service.api.middleware.security import BodySizeMiddleware
+from service.config import Settings
 from tests.conftest import free_port, running, wait_for
 
 KEY = "k-0123456789abcdef"

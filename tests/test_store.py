@@ -9,8 +9,8 @@ import pytest
 
 from ingest.errors import IndexIncompatibleError, IndexMissingError
 from ingest.pipeline import IngestResult, ingest
-from ingest.settings import Settings
 from ingest.store import current_path, load_index, read_manifest
+from service.config import Settings
 from tests.fakes import HashEmbedder
 from tests.samples import scanned_pdf
 

@@ -24,12 +24,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from ingest.settings import Settings
 from ingest.store import current_version, load_index, read_manifest
-from service.app import create_app
+from service.answer.build import with_index
+from service.answer.qa import QA
+from service.api.app import create_app
 from service.cli import cli
-from service.qa import QA
-from service.runtime import with_index
+from service.config import Settings
 from tests.conftest import free_port, running, wait_for
 from tests.samples import docx_bytes, pdf, scanned_pdf
 
@@ -422,12 +422,12 @@ def test_sigkill_at_the_switch_leaves_the_previous_index(kb: Settings) -> None:
         "import os, signal, sys\n"
         "from pathlib import Path\n"
         "from ingest.loaders import load_bytes\n"
-        "from ingest.settings import Settings\n"
+        "from service.config import Settings\n"
         "from ingest.update import update\n"
-        "from service.runtime import embedder_for\n"
+        "from service.answer.build import embedder_for\n"
         "s = Settings()\n"
         "data = Path(sys.argv[1]).read_bytes()\n"
-        "update(s, embedder_for(s), 'add',\n"
+        "update(s.corpus_dir, s.index_dir, s.embedding_model, embedder_for(s), 'add',\n"
         "       'xining-plan.pdf', load_bytes('xining-plan.pdf', data), data,\n"
         "       crash_before_switch=lambda: os.kill(os.getpid(), signal.SIGKILL))\n"
     )

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from ingest.settings import Settings
-from service.app import create_app
-from service.qa import QA
-from service.routes.widget import STATIC_DIR
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.api.routes.widget import STATIC_DIR
+from service.config import Settings
 
 KEY = "k" * 32
 

@@ -26,12 +26,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ingest.settings import Settings
 from ingest.store import load_index
-from service.app import create_app
-from service.qa import QA
-from service.routes.feedback import feedback_path
-from service.runtime import with_index
+from service.answer.build import with_index
+from service.answer.qa import QA
+from service.api.app import create_app
+from service.api.routes.feedback import feedback_path
+from service.config import Settings
 from tests.conftest import running
 from tests.test_updates_e2e import GBK_QUESTION, GBK_TEXT
 

@@ -1,0 +1,68 @@
+"""The one way an index version is built: chunks and vectors → BM25, ANN, manifest, files.
+
+`zhice ingest` (ingest.pipeline) and live updates (ingest.update) both end here, so a
+version written by either is the same kind of directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from ingest.bm25 import BM25
+from ingest.chunking import ChunkerParams
+from ingest.embedding import Vectors
+from ingest.store import FORMAT_VERSION, LoadedIndex, Manifest, VectorIndex, write_index
+from ingest.tokenize import Tokenizer, fingerprint
+from ingest.types import Chunk, Document
+
+
+def analysis() -> dict[str, object]:
+    """Chunking parameters and the tokeniser's dictionaries: changing either rebuilds."""
+    return {**asdict(ChunkerParams()), "tokenizer": fingerprint()}
+
+
+def build_version(
+    index_dir: Path,
+    *,
+    model: str,
+    documents: Iterable[Document],
+    chunks: Sequence[Chunk],
+    vectors: Vectors,
+    began: float,
+    tokenizer: Tokenizer | None = None,
+    before_switch: Callable[[], None] | None = None,
+) -> LoadedIndex:
+    """Index `chunks` (row i of `vectors` is chunk i) and make the version current.
+
+    `began` is the `perf_counter` time the build started, for the manifest. Pass a
+    loaded `tokenizer` to save loading jieba's dictionaries; `before_switch` runs once
+    the version is on disk, just before it becomes current (see `write_index`).
+    """
+    by_source = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
+    tokenizer = tokenizer or Tokenizer()
+    bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
+    vector_index = VectorIndex.build(vectors)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        model=model,
+        dimension=int(vectors.shape[1]),
+        chunker=analysis(),
+        corpus={s: d.sha256 for s, d in by_source.items()},
+        chunk_count=len(chunks),
+        index_type=vector_index.kind,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        build_seconds=round(time.perf_counter() - began, 3),
+    )
+    path = write_index(
+        index_dir,
+        manifest,
+        by_source.values(),
+        chunks,
+        vector_index,
+        bm25,
+        before_switch=before_switch,
+    )
+    return LoadedIndex(path, manifest, by_source, chunks, vector_index, bm25)

@@ -1,0 +1,81 @@
+"""Build the read path (model, index, retriever, composer) from Settings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ingest.embedding import Embedder, load_embedder
+from ingest.store import LoadedIndex, check_index, load_index
+from ingest.tokenize import Tokenizer
+from service.answer.batching import BatchingEmbedder
+from service.answer.compose import Composer
+from service.answer.faq import FAQ
+from service.answer.llm import LLMComposer
+from service.answer.qa import QA
+from service.answer.retrieval import Retriever
+from service.answer.threshold import threshold
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The configured embedding model (converted on first use if it is the default)."""
+    return load_embedder(
+        settings.embedding_model, settings.model_cache_dir, allow_download=settings.model_download
+    )
+
+
+def llm_for(settings: Settings) -> LLMComposer | None:
+    """The optional LLM composer, when ZHICE_LLM_BASE_URL and ZHICE_LLM_MODEL are set."""
+    if not settings.llm_base_url or not settings.llm_model:
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    log.info("LLM composer: %s at %s", settings.llm_model, settings.llm_base_url)
+    return LLMComposer(settings.llm_base_url, settings.llm_model, key, settings.llm_timeout)
+
+
+def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
+    """Load the index and model once and wire the question-answering pipeline."""
+    began = time.perf_counter()
+    check_index(settings.index_dir, settings.embedding_model)  # fail fast, before the model
+    # The model's imports and weights take most of start-up; read the index and the
+    # tokeniser's dictionaries meanwhile.
+    with ThreadPoolExecutor(1, thread_name_prefix="zhice-model") as pool:
+        loading = pool.submit(lambda: embedder or embedder_for(settings))
+        index = load_index(settings.index_dir, settings.embedding_model)
+        tokenizer = Tokenizer()
+        model = BatchingEmbedder(loading.result())
+    model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
+    faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
+    qa = QA(*_read_path(settings, index, model, tokenizer), faq, llm_for(settings))
+    log.info(
+        "loaded %d chunks from %s in %.1f s",
+        len(index.chunks),
+        index.path,
+        time.perf_counter() - began,
+    )
+    return qa
+
+
+def with_index(qa: QA, index: LoadedIndex, settings: Settings) -> QA:
+    """The same pipeline (model, tokeniser, FAQ, LLM) over another version of the index."""
+    retriever = qa.retriever
+    return QA(*_read_path(settings, index, retriever.embedder, retriever.tokenizer), qa.faq, qa.llm)
+
+
+def _read_path(
+    settings: Settings, index: LoadedIndex, model: Embedder, tokenizer: Tokenizer
+) -> tuple[Retriever, Composer]:
+    retriever = Retriever(
+        index,
+        model,
+        tokenizer,
+        candidates=settings.candidates,
+        rrf_k=settings.rrf_k,
+        fusion=settings.fusion,
+    )
+    threshold_ = threshold(settings, "refusal_threshold")
+    return retriever, Composer(index.documents, tokenizer, index.bm25, threshold_)

@@ -1,0 +1,211 @@
+"""Question answering: rewrite, retrieve, compose — with per-stage timings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from ingest.types import Citation, Hit
+from service.answer.compose import Answer, Composer, is_list_question
+from service.answer.faq import FAQ, Match
+from service.answer.filters import Filter, implied_filter
+from service.answer.intents import REPLIES, small_talk
+from service.answer.llm import LLMComposer
+from service.answer.retrieval import Mode, Query, Retriever
+from service.answer.rewrite import Turn, rewrite
+from service.errors import LLMError, UnknownSourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything /ask returns, before serialisation."""
+
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Hit]
+    query: str
+    intent: str
+    evidence: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    composer: str = "extractive"
+    llm_fallback: str | None = None
+
+
+class QA:
+    """Answers questions from one index."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        composer: Composer,
+        faq: FAQ | None = None,
+        llm: LLMComposer | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.composer = composer
+        self.faq = faq
+        self.llm = llm
+
+    def check_sources(self, where: Filter | None) -> None:
+        """Reject filters that name documents the index does not hold."""
+        unknown = sorted(set(where.sources or ()) - set(self.retriever.sources)) if where else []
+        if unknown:
+            raise UnknownSourceError(f"unknown source(s) in filter: {', '.join(unknown)}")
+
+    def search(
+        self,
+        query: str,
+        top_k: int,
+        where: Filter | None = None,
+        mode: Mode = "hybrid",
+    ) -> tuple[list[Hit], dict[str, float]]:
+        """Retrieve passages, with embed/retrieve timings in milliseconds."""
+        self.check_sources(where)
+        _, hits, timings, _ = self._retrieve(query, top_k, where, mode)
+        return hits, timings
+
+    def _retrieve(
+        self,
+        query: str,
+        top_k: int,
+        where: Filter | None,
+        mode: Mode,
+        faq_question: str | None = None,
+    ) -> tuple[Query, list[Hit], dict[str, float], Match | None]:
+        began = time.perf_counter()
+        prepared = self.retriever.prepare(query, mode)
+        embedded = time.perf_counter()
+        timings = {"embed": _ms(began, embedded)}
+        match = self._faq_match(faq_question, prepared) if faq_question is not None else None
+        if match is not None:
+            return prepared, [], timings | {"retrieve": 0.0}, match
+        hits = self.retriever.search(prepared, top_k, where, mode)
+        return prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())}, None
+
+    def _faq_match(self, question: str, prepared: Query) -> Match | None:
+        """The curated entry for a question, if one matches closely enough."""
+        if self.faq is None:
+            return None
+        # The retrieval query embeds the question itself unless a follow-up was rewritten.
+        same = prepared.vector is not None and prepared.text == question
+        vector = prepared.vector if same else self.retriever.embedder.embed_query(question)
+        assert vector is not None
+        return self.faq.match(question, vector)
+
+    def ask(
+        self,
+        question: str,
+        top_k: int,
+        where: Filter | None = None,
+        history: Sequence[Turn] = (),
+        mode: Mode = "hybrid",
+    ) -> Result:
+        """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports.
+
+        `where` restricts the reports.
+        """
+        began = time.perf_counter()
+        kind = small_talk(question)
+        if kind is not None:
+            total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
+            return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
+        self.check_sources(where)
+        # Retrieval searches the follow-up resolved against the conversation; the
+        # composer answers the follow-up (made self-contained where possible). A
+        # filter asks about the reports, so the FAQ stays out of it.
+        rewritten = rewrite(question, history, self.retriever.tokenizer)
+        query = rewritten.query
+        listing = time.perf_counter()
+        listed = self._list_rows(rewritten.question, where)
+        listing_ms = _ms(listing, time.perf_counter())
+        rows, scope = listed if listed else (None, where)
+        faq_question = rewritten.question if scope is None or scope.empty else None
+        prepared, hits, timings, match = self._retrieve(query, top_k, scope, mode, faq_question)
+        retrieved = time.perf_counter()
+        answer, composer, fallback = self._compose(rewritten.question, prepared, hits, match, rows)
+        done = time.perf_counter()
+        timings |= {"compose": _ms(retrieved, done) + listing_ms, "total": _ms(began, done)}
+        return Result(
+            answer=answer.text,
+            refused=answer.refused,
+            citations=answer.citations,
+            passages=hits,
+            query=query,
+            intent=answer.intent,
+            evidence=answer.evidence,
+            timings_ms=timings,
+            composer=composer,
+            llm_fallback=fallback,
+        )
+
+    def _compose(
+        self,
+        question: str,
+        prepared: Query,
+        hits: list[Hit],
+        match: Match | None,
+        rows: Answer | None,
+    ) -> tuple[Answer, str, str | None]:
+        """The FAQ's answer, else the row list, else the extractive (or LLM) answer."""
+        if match is not None:
+            return _faq_answer(match), "faq", None
+        if rows is not None:
+            return rows, "extractive", None  # complete by construction; an LLM would shorten it
+        answer = self.composer.compose(question, prepared.tokens, hits)
+        if self.llm is None or answer.refused:
+            return answer, "extractive", None
+        return self._generate(question, hits, answer)
+
+    def _list_rows(self, question: str, where: Filter | None) -> tuple[Answer, Filter] | None:
+        """Every table row a filtered 哪些 question asks for, and the filter that found them.
+
+        A question naming a place and a year ("2024年广东省发布了哪些…政策？") filters by
+        them where the explicit filter leaves them open — but only when rows match;
+        otherwise it is answered from retrieval as before.
+        """
+        if not is_list_question(question):
+            return None
+        explicit = where or Filter()
+        implied = implied_filter(question, self.retriever.tokenizer.places)
+        scope = explicit.or_else(implied) if implied else explicit
+        if not scope.on_metadata:
+            return None
+        tokens = self.retriever.tokenizer.tokenize(question)
+        rows = self.retriever.rows(scope)
+        answer = self.composer.list_rows(question, tokens, rows, scope) if rows else None
+        return (answer, scope) if answer is not None else None
+
+    def _generate(
+        self, question: str, hits: list[Hit], extractive: Answer
+    ) -> tuple[Answer, str, str | None]:
+        """The LLM's checked answer, or the extractive one and the reason it stands.
+
+        Only called when the extractive composer found evidence: the refusal rule
+        holds whatever the model would say.
+        """
+        assert self.llm is not None
+        try:
+            written = self.llm.compose(question, hits, [h.chunk.text for h in hits])
+        except LLMError as exc:
+            log.warning("LLM answer unusable, answering extractively: %s", exc)
+            return extractive, "extractive", str(exc)
+        if written.dropped:
+            log.info("dropped %d unsupported LLM sentence(s)", len(written.dropped))
+        answer = replace(extractive, text=written.text, citations=written.citations)
+        return answer, "llm", None
+
+
+def _faq_answer(match: Match) -> Answer:
+    """The curated answer verbatim, cited as its FAQ entry."""
+    entry = match.entry
+    citation = Citation(1, f"faq:{entry.id}", entry.question, 0, len(entry.answer), entry.answer)
+    return Answer(f"{entry.answer}[1]", False, [citation], round(match.similarity, 4), "faq")
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 3)

@@ -1,0 +1,84 @@
+"""The FastAPI application factory; the lifespan loads the index and model once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ingest.store import check_index
+from service.answer.build import build_qa
+from service.answer.qa import QA
+from service.api.errors import install_error_handlers
+from service.api.middleware.metrics import Metrics, MetricsMiddleware
+from service.api.middleware.ratelimit import Clock
+from service.api.middleware.requestid import RequestIdMiddleware
+from service.api.middleware.security import install_guards
+from service.api.routes import ask, chat, documents, feedback, health, widget
+from service.api.state import AppState
+from service.config import Settings
+from service.errors import ZhiceError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, qa: QA | None = None, clock: Clock = time.monotonic
+) -> FastAPI:
+    """Build the app; pass `qa` to serve an already loaded pipeline (tests, embedding).
+
+    `clock` drives the rate limiter, so tests can move time without sleeping.
+    """
+    state = AppState(settings=settings or Settings(), metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if qa is not None:
+            state.qa = qa
+            state.load_collections()
+            state.loaded.set()
+        else:
+            # Fail fast, with an instruction, when there is no usable index; the slow
+            # part (model and index into memory) runs in the background so /healthz
+            # answers at once and /readyz says 503 until it is done.
+            check_index(state.settings.index_dir, state.settings.embedding_model)
+            threading.Thread(target=_load, args=(state,), daemon=True, name="zhice-load").start()
+        yield
+
+    app = FastAPI(
+        title="zhice 知策",
+        summary="Cited answers from Chinese policy and industry reports.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.zhice = state
+    install_error_handlers(app)
+    # From the outside in: request id, metrics (so rejections are counted), CORS, body
+    # size, API key, rate limit. add_middleware wraps what is there, so inner goes first.
+    install_guards(app, state.settings, clock)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (ask, chat, documents, feedback, health, widget):
+        app.include_router(module.router)
+    widget.mount_static(app)
+    return app
+
+
+def _load(state: AppState) -> None:
+    began = time.perf_counter()
+    try:
+        state.qa = build_qa(state.settings)
+        state.load_collections()
+        log.info("ready in %.1f s", time.perf_counter() - began)
+    except ZhiceError as exc:
+        state.failure = exc.message
+        log.error("cannot load: %s", exc.message)
+    except Exception as exc:  # a failed load must show in /readyz, not kill the thread silently
+        state.failure = f"loading failed: {exc}"
+        log.exception("loading failed")
+    finally:
+        state.loaded.set()

@@ -1,0 +1,33 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from service.api.deps import StateDep
+from service.api.errors import error_body
+from service.api.schemas.core import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"description": "Not ready"}})
+def readyz(state: StateDep) -> Health | JSONResponse:
+    """The index and model are loaded and questions can be answered."""
+    if state.qa is None:
+        message = state.failure or "loading the index and model"
+        return JSONResponse(error_body("not_ready", message), status_code=503)
+    return Health(status="ready", detail=str(state.qa.retriever.index.path))
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(state: StateDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

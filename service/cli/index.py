@@ -1,0 +1,106 @@
+"""Commands that build the knowledge base: prepare-model, ingest, add, remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from service.cli.base import cli, errors_to_exit
+from service.config import Settings
+
+if TYPE_CHECKING:
+    from ingest.types import Document
+    from ingest.update import Action
+
+
+@cli.command("prepare-model")
+@click.pass_obj
+@errors_to_exit
+def prepare_model(settings: Settings) -> None:
+    """Convert (once) and load the embedding model, then report its dimension."""
+    from service.answer.build import embedder_for
+
+    embedder = embedder_for(settings)
+    click.echo(f"model {embedder.name} ready (dimension {embedder.dimension})")
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Rebuild even if the index is current.")
+@click.pass_obj
+@errors_to_exit
+def ingest(settings: Settings, force: bool) -> None:
+    """Build the index from the corpus (skips when nothing changed)."""
+    from ingest.pipeline import ingest as run_ingest
+    from service.answer.build import embedder_for
+
+    result = run_ingest(
+        settings.corpus_dir,
+        settings.index_dir,
+        settings.embedding_model,
+        lambda: embedder_for(settings),
+        batch_size=settings.batch_size,
+        force=force,
+    )
+    for name, reason in result.skipped.items():
+        click.echo(f"skipped {name}: {reason}", err=True)
+    if not result.rebuilt:
+        click.echo(f"index is up to date ({result.chunks} chunks); nothing to do")
+        return
+    click.echo(
+        f"indexed {result.documents} documents, {result.chunks} chunks "
+        f"({result.embedded} embedded, {result.reused} reused) in {result.seconds:.1f} s "
+        f"→ {result.path}"
+    )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--replace", "replacing", is_flag=True, help="Replace the document of that name.")
+@click.option("--title", help="Title to show in citations (default: from the text).")
+@click.option("--date", help="Publish date, e.g. 2024-01-05.")
+@click.option("--department", help="Issuing department.")
+@click.option("--region", help="Region it applies to.")
+@click.pass_obj
+@errors_to_exit
+def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None) -> None:
+    """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live."""
+    from ingest.loaders import load_bytes, with_stated
+    from ingest.update import source_name
+
+    source = source_name(path.name)
+    data = path.read_bytes()
+    document = with_stated(load_bytes(source, data), fields)
+    _update(settings, "replace" if replacing else "add", source, document, data)
+
+
+@cli.command()
+@click.argument("source")
+@click.pass_obj
+@errors_to_exit
+def remove(settings: Settings, source: str) -> None:
+    """Remove one document from the index (and the corpus), live."""
+    from ingest.update import source_name
+
+    _update(settings, "remove", source_name(source), None, None)
+
+
+def _update(
+    settings: Settings,
+    action: Action,
+    source: str,
+    document: Document | None,
+    data: bytes | None,
+) -> None:
+    from ingest.update import update
+    from service.answer.build import embedder_for
+
+    embedder = embedder_for(settings)
+    corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
+    result = update(corpus_dir, index_dir, model, embedder, action, source, document, data)
+    click.echo(
+        f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "
+        f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
+        "running service picks it up at its next request"
+    )

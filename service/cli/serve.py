@@ -1,0 +1,31 @@
+"""`zhice serve`: the HTTP service under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from service.cli.base import cli, errors_to_exit
+from service.config import Settings
+
+
+@cli.command()
+@click.option("--host", help="Bind address [env ZHICE_HOST, default 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), help="[env ZHICE_PORT, default 8000]")
+@click.pass_obj
+@errors_to_exit
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (index and model load in the background; see /readyz)."""
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.api.middleware.requestid import uvicorn_log_config
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_level="info",
+        log_config=uvicorn_log_config(logging.getLogger().level),
+    )

