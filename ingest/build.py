@@ -65,4 +65,11 @@ def build_version(
         bm25,
         before_switch=before_switch,
     )
-    return LoadedIndex(path, manifest, by_source, chunks, vector_index, bm25)
+    return LoadedIndex(
+        path=path,
+        manifest=manifest,
+        documents=by_source,
+        chunks=chunks,
+        vectors=vector_index,
+        bm25=bm25,
+    )

@@ -239,7 +239,14 @@ def load_index(index_dir: Path, model: str) -> LoadedIndex:
     vectors = VectorIndex.load(path / "vectors.faiss")
     if len(vectors) != len(chunks) or len(chunks) != manifest.chunk_count:
         raise IndexIncompatibleError(f"index in {path} is inconsistent: run `zhice ingest`")
-    return LoadedIndex(path, manifest, documents, chunks, vectors, BM25.load(path))
+    return LoadedIndex(
+        path=path,
+        manifest=manifest,
+        documents=documents,
+        chunks=chunks,
+        vectors=vectors,
+        bm25=BM25.load(path),
+    )
 
 
 def _chunk_row(chunk: Chunk) -> dict[str, Any]:

@@ -105,6 +105,16 @@ _UNKNOWN_ANCHOR = 0.3
 _MISSING_ANCHOR = 0.4
 _UNTYPED = 0.4
 _UNFOCUSED = 0.5
+# Evidence: the answer's own coverage weighs more than its best passage's.
+_ANSWER_COVERAGE = 0.6
+_PASSAGE_COVERAGE = 0.4
+# Candidate ranking: coverage, plus the passage's retrieval score, the share of anchors
+# present, a bonus for holding the kind of answer asked, a penalty for fragments.
+_RETRIEVAL_BONUS = 0.2
+_ANCHOR_BONUS = 0.3
+_TYPED_BONUS = 0.15
+_FRAGMENT_CHARS = 12
+_FRAGMENT_PENALTY = 0.3
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,10 @@ class _Need:
     focus: str | None = None  # what a "how much" question measures
 
 
+def _refusal(evidence: float, intent: str) -> Answer:
+    return Answer(text=REFUSAL, refused=True, citations=[], evidence=evidence, intent=intent)
+
+
 def is_list_question(question: str) -> bool:
     """True for 哪些/列举-style questions that want every matching item."""
     return bool(_LIST_QUESTION.search(question))
@@ -173,15 +187,17 @@ class Composer:
             need = self._need(question, tokens)
             candidates = self._candidates(need, hits[:_READ_PASSAGES])
             if not candidates:
-                return Answer(REFUSAL, True, [], 0.0, intent)
+                return _refusal(0.0, intent)
             chosen = _choose(candidates, intent)
             evidence = self.evidence(need, hits, chosen, intent)
             if _ENUMERATES.search(question):
                 chosen = self._enumerated(question, chosen)
         if not chosen or evidence < self.threshold:
-            return Answer(REFUSAL, True, [], evidence, intent)
+            return _refusal(evidence, intent)
         text, citations = self._render(chosen, intent)
-        return Answer(text, False, citations, evidence, intent)
+        return Answer(
+            text=text, refused=False, citations=citations, evidence=evidence, intent=intent
+        )
 
     def list_rows(
         self, question: str, tokens: Sequence[str], rows: Sequence[Chunk], where: Filter
@@ -211,7 +227,16 @@ class Composer:
             if all(self._present(t, text) for t in topic):
                 coverage = self._coverage(need.weights, text)
                 chosen.append(
-                    Candidate(row, row.start, row.end, display, text, coverage, True, coverage)
+                    Candidate(
+                        chunk=row,
+                        start=row.start,
+                        end=row.end,
+                        display=display,
+                        text=text,
+                        coverage=coverage,
+                        typed=True,
+                        score=coverage,
+                    )
                 )
         if not chosen:
             return None
@@ -219,7 +244,9 @@ class Composer:
         if evidence < self.threshold:
             return None
         text, citations = self._render(chosen, "list")
-        return Answer(text, False, citations, evidence, "list")
+        return Answer(
+            text=text, refused=False, citations=citations, evidence=evidence, intent="list"
+        )
 
     def _need(self, question: str, tokens: Sequence[str], anchors: Sequence[str] = ()) -> _Need:
         return _Need(
@@ -274,7 +301,8 @@ class Composer:
         answer_text = "\n".join(c.text for c in used)
         passages = "\n".join(normalize(c.chunk.search_text) for c in used)
         best = self._coverage(need.weights, normalize(hits[0].chunk.search_text))
-        strength = 0.6 * self._coverage(need.weights, answer_text) + 0.4 * best
+        answered = self._coverage(need.weights, answer_text)
+        strength = _ANSWER_COVERAGE * answered + _PASSAGE_COVERAGE * best
         if any(not self._known(a, hits) for a in need.anchors):
             strength *= _UNKNOWN_ANCHOR
         else:
@@ -334,10 +362,26 @@ class Composer:
                 coverage = self._coverage(need.weights, text)
                 present = _share(need.anchors, text)
                 typed = need.wants is None or bool(need.wants.search(display))
-                score = coverage + 0.2 * hit.score + 0.3 * present + (0.15 if typed else 0.0)
-                if end - start < 12:
-                    score -= 0.3
-                out.append(Candidate(hit.chunk, start, end, display, text, coverage, typed, score))
+                score = (
+                    coverage
+                    + _RETRIEVAL_BONUS * hit.score
+                    + _ANCHOR_BONUS * present
+                    + (_TYPED_BONUS if typed else 0.0)
+                )
+                if end - start < _FRAGMENT_CHARS:
+                    score -= _FRAGMENT_PENALTY
+                out.append(
+                    Candidate(
+                        chunk=hit.chunk,
+                        start=start,
+                        end=end,
+                        display=display,
+                        text=text,
+                        coverage=coverage,
+                        typed=typed,
+                        score=score,
+                    )
+                )
         return sorted(out, key=lambda c: -c.score)
 
     def _enumerated(self, question: str, chosen: Sequence[Candidate]) -> list[Candidate]:

@@ -36,6 +36,25 @@ class Result:
     llm_fallback: str | None = None
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    """What retrieval found for a question: the prepared query, passages, FAQ match."""
+
+    query: Query
+    hits: list[Hit]
+    timings: dict[str, float]
+    match: Match | None = None
+
+
+@dataclass(frozen=True)
+class Composed:
+    """The answer chosen, which composer gave it, and why an LLM answer was not used."""
+
+    answer: Answer
+    composer: str
+    llm_fallback: str | None = None
+
+
 class QA:
     """Answers questions from one index."""
 
@@ -66,8 +85,8 @@ class QA:
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
         self.check_sources(where)
-        _, hits, timings, _ = self._retrieve(query, top_k, where, mode)
-        return hits, timings
+        found = self._retrieve(query, top_k, where, mode)
+        return found.hits, found.timings
 
     def _retrieve(
         self,
@@ -76,16 +95,16 @@ class QA:
         where: Filter | None,
         mode: Mode,
         faq_question: str | None = None,
-    ) -> tuple[Query, list[Hit], dict[str, float], Match | None]:
+    ) -> Retrieved:
         began = time.perf_counter()
         prepared = self.retriever.prepare(query, mode)
         embedded = time.perf_counter()
         timings = {"embed": _ms(began, embedded)}
         match = self._faq_match(faq_question, prepared) if faq_question is not None else None
         if match is not None:
-            return prepared, [], timings | {"retrieve": 0.0}, match
+            return Retrieved(prepared, [], timings | {"retrieve": 0.0}, match)
         hits = self.retriever.search(prepared, top_k, where, mode)
-        return prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())}, None
+        return Retrieved(prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())})
 
     def _faq_match(self, question: str, prepared: Query) -> Match | None:
         """The curated entry for a question, if one matches closely enough."""
@@ -113,7 +132,17 @@ class QA:
         kind = small_talk(question)
         if kind is not None:
             total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
-            return Result(REPLIES[kind], False, [], [], question, kind, 0.0, total, "reply")
+            return Result(
+                answer=REPLIES[kind],
+                refused=False,
+                citations=[],
+                passages=[],
+                query=question,
+                intent=kind,
+                evidence=0.0,
+                timings_ms=total,
+                composer="reply",
+            )
         self.check_sources(where)
         # Retrieval searches the follow-up resolved against the conversation; the
         # composer answers the follow-up (made self-contained where possible). A
@@ -125,41 +154,38 @@ class QA:
         listing_ms = _ms(listing, time.perf_counter())
         rows, scope = listed if listed else (None, where)
         faq_question = rewritten.question if scope is None or scope.empty else None
-        prepared, hits, timings, match = self._retrieve(query, top_k, scope, mode, faq_question)
+        found = self._retrieve(query, top_k, scope, mode, faq_question)
         retrieved = time.perf_counter()
-        answer, composer, fallback = self._compose(rewritten.question, prepared, hits, match, rows)
+        composed = self._compose(rewritten.question, found, rows)
         done = time.perf_counter()
-        timings |= {"compose": _ms(retrieved, done) + listing_ms, "total": _ms(began, done)}
+        timings = found.timings | {
+            "compose": _ms(retrieved, done) + listing_ms,
+            "total": _ms(began, done),
+        }
+        answer = composed.answer
         return Result(
             answer=answer.text,
             refused=answer.refused,
             citations=answer.citations,
-            passages=hits,
+            passages=found.hits,
             query=query,
             intent=answer.intent,
             evidence=answer.evidence,
             timings_ms=timings,
-            composer=composer,
-            llm_fallback=fallback,
+            composer=composed.composer,
+            llm_fallback=composed.llm_fallback,
         )
 
-    def _compose(
-        self,
-        question: str,
-        prepared: Query,
-        hits: list[Hit],
-        match: Match | None,
-        rows: Answer | None,
-    ) -> tuple[Answer, str, str | None]:
+    def _compose(self, question: str, found: Retrieved, rows: Answer | None) -> Composed:
         """The FAQ's answer, else the row list, else the extractive (or LLM) answer."""
-        if match is not None:
-            return _faq_answer(match), "faq", None
+        if found.match is not None:
+            return Composed(_faq_answer(found.match), "faq")
         if rows is not None:
-            return rows, "extractive", None  # complete by construction; an LLM would shorten it
-        answer = self.composer.compose(question, prepared.tokens, hits)
+            return Composed(rows, "extractive")  # complete by construction; an LLM would shorten it
+        answer = self.composer.compose(question, found.query.tokens, found.hits)
         if self.llm is None or answer.refused:
-            return answer, "extractive", None
-        return self._generate(question, hits, answer)
+            return Composed(answer, "extractive")
+        return self._generate(question, found.hits, answer)
 
     def _list_rows(self, question: str, where: Filter | None) -> tuple[Answer, Filter] | None:
         """Every table row a filtered 哪些 question asks for, and the filter that found them.
@@ -180,9 +206,7 @@ class QA:
         answer = self.composer.list_rows(question, tokens, rows, scope) if rows else None
         return (answer, scope) if answer is not None else None
 
-    def _generate(
-        self, question: str, hits: list[Hit], extractive: Answer
-    ) -> tuple[Answer, str, str | None]:
+    def _generate(self, question: str, hits: list[Hit], extractive: Answer) -> Composed:
         """The LLM's checked answer, or the extractive one and the reason it stands.
 
         Only called when the extractive composer found evidence: the refusal rule
@@ -193,18 +217,31 @@ class QA:
             written = self.llm.compose(question, hits, [h.chunk.text for h in hits])
         except LLMError as exc:
             log.warning("LLM answer unusable, answering extractively: %s", exc)
-            return extractive, "extractive", str(exc)
+            return Composed(extractive, "extractive", str(exc))
         if written.dropped:
             log.info("dropped %d unsupported LLM sentence(s)", len(written.dropped))
         answer = replace(extractive, text=written.text, citations=written.citations)
-        return answer, "llm", None
+        return Composed(answer, "llm")
 
 
 def _faq_answer(match: Match) -> Answer:
     """The curated answer verbatim, cited as its FAQ entry."""
     entry = match.entry
-    citation = Citation(1, f"faq:{entry.id}", entry.question, 0, len(entry.answer), entry.answer)
-    return Answer(f"{entry.answer}[1]", False, [citation], round(match.similarity, 4), "faq")
+    citation = Citation(
+        id=1,
+        source=f"faq:{entry.id}",
+        title=entry.question,
+        start=0,
+        end=len(entry.answer),
+        quote=entry.answer,
+    )
+    return Answer(
+        text=f"{entry.answer}[1]",
+        refused=False,
+        citations=[citation],
+        evidence=round(match.similarity, 4),
+        intent="faq",
+    )
 
 
 def _ms(start: float, end: float) -> float:

@@ -228,14 +228,14 @@ def ask(bench: Bench, q: CmrcQuestion) -> CmrcOutcome:
     text = "" if answer.refused else strip_markers(answer.text)
     top = list(dict.fromkeys(h.chunk.source for h in hybrid))[:5]
     return CmrcOutcome(
-        q,
-        ranks,
-        answer.text,
-        answer.refused,
-        exact_match(text, q.answers),
-        f1(text, q.answers),
-        contains(text, q.answers),
-        top,
+        question=q,
+        ranks=ranks,
+        answer=answer.text,
+        refused=answer.refused,
+        em=exact_match(text, q.answers),
+        f1=f1(text, q.answers),
+        contains=contains(text, q.answers),
+        top=top,
     )
 
 

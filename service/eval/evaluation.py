@@ -119,19 +119,19 @@ def judge(q: Question, result: Result, seconds: float, relevant: int = 0) -> Out
     quotes = [c.quote for c in result.citations]
     citation_ok = any(e in quote or quote in e for quote in quotes if quote for e in q.evidence)
     return Outcome(
-        q,
-        ranks,
-        found,
-        result.refused,
-        keywords_ok,
-        citation_ok,
-        result.evidence,
-        seconds,
-        result.answer,
-        [h.chunk.chunk_id for h in result.passages],
-        texts,
-        quotes,
-        relevant,
+        question=q,
+        ranks=ranks,
+        found=found,
+        refused=result.refused,
+        keywords_ok=keywords_ok,
+        citation_ok=citation_ok,
+        evidence=result.evidence,
+        seconds=seconds,
+        answer=result.answer,
+        retrieved=[h.chunk.chunk_id for h in result.passages],
+        texts=texts,
+        quotes=quotes,
+        relevant=relevant,
     )
 
 
