@@ -53,7 +53,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e"
 
 eval: index
-	$(BIN)/zhice eval eval/questions.jsonl --report reports/eval
+	$(BIN)/zhice eval --report reports/eval
 
 # CMRC 2018 dev: 848 paragraphs, 3,219 questions; the index is kept in build/cmrc.
 CMRC ?= ../shared/benchmarks/cmrc2018/cmrc2018_dev.json

@@ -24,7 +24,7 @@ from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
-QUESTIONS = ROOT / "eval" / "questions.jsonl"
+QUESTIONS = ROOT / "eval" / "dev.jsonl"  # the tuning split
 
 
 def _fake_settings(root: Path) -> Settings:

@@ -103,3 +103,25 @@ def test_faq_calibration_writes_a_threshold_no_question_reaches(
     lo, hi = figures["plateau"]
     assert lo < calibration["faq_threshold"] < hi
     assert load_calibration(index_copy, "faq_threshold") == calibration["faq_threshold"]
+
+
+def test_eval_compares_splits_side_by_side(real_settings: Settings, tmp_path: Path) -> None:
+    """Several question files: one column each, the gap of two, and a report per file."""
+    rows = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("\n".join(rows[:4]) + "\n", encoding="utf-8")
+    second.write_text("\n".join(rows[4:7]) + "\n", encoding="utf-8")
+    env = {
+        "ZHICE_INDEX_DIR": str(real_settings.index_dir),
+        "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+    }
+    args = ["eval", str(first), str(second), "--report", str(tmp_path / "r")]
+    done = CliRunner().invoke(cli, args, env=env)
+    assert done.exit_code == 0, done.output
+    header, questions = done.stdout.splitlines()[:2]
+    assert header.split() == ["metric", "a", "b", "a−b"]
+    assert questions.split() == ["questions", "4", "3", "1"]
+    for name in ("a", "b"):
+        assert (tmp_path / "r" / name / "report.json").is_file()
+    refused = CliRunner().invoke(cli, ["eval", str(first), str(second), "--calibrate"], env=env)
+    assert refused.exit_code == 2 and "calibrate on the dev split alone" in refused.output

@@ -1,4 +1,8 @@
-"""Quality gate: the bundled question set must keep today's figures (small margin)."""
+"""Quality gate: dev and the held-out test split must keep today's figures (small margin).
+
+Floors are the figures measured when they were committed, less a margin for noise; the
+test split's are the ones that count (dev is tuned on). See README "Evaluation".
+"""
 
 from __future__ import annotations
 
@@ -8,33 +12,54 @@ import pytest
 
 from service.answer.qa import QA
 from service.eval.evaluation import read_questions, run, summary
-from tests.conftest import QUESTIONS
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-# Measured on the bundled set when these were committed; see README "Evaluation".
 FLOORS = {
-    "hit@5": 0.97,
-    "mrr@10": 0.90,
-    "keyword_accuracy": 0.86,
-    "citation_correct": 0.89,
-    "refusal_recall": 0.88,
+    "dev": {
+        "hit@5": 0.97,
+        "mrr@10": 0.90,
+        "keyword_accuracy": 0.86,
+        "citation_correct": 0.89,
+        "refusal_recall": 0.88,
+    },
+    "test": {
+        "hit@5": 0.97,
+        "mrr@10": 0.93,
+        "keyword_accuracy": 0.82,
+        "citation_correct": 0.91,
+        "refusal_recall": 0.65,
+    },
 }
-CEILINGS = {"false_refusal": 0.05}
+CEILINGS = {"dev": {"false_refusal": 0.05}, "test": {"false_refusal": 0.10}}
 
 
 @pytest.fixture(scope="module")
-def figures(real_qa: QA) -> Mapping[str, float]:
-    return summary(run(real_qa, read_questions(QUESTIONS)))["overall"]
+def figures(real_qa: QA) -> Mapping[str, Mapping[str, float]]:
+    return {
+        split: summary(run(real_qa, read_questions(ROOT / "eval" / f"{split}.jsonl")))["overall"]
+        for split in FLOORS
+    }
 
 
-@pytest.mark.parametrize(("metric", "floor"), FLOORS.items())
-def test_metric_stays_above_floor(figures: Mapping[str, float], metric: str, floor: float) -> None:
-    assert figures[metric] >= floor, f"{metric} fell to {figures[metric]} (floor {floor})"
-
-
-@pytest.mark.parametrize(("metric", "ceiling"), CEILINGS.items())
-def test_metric_stays_below_ceiling(
-    figures: Mapping[str, float], metric: str, ceiling: float
+@pytest.mark.parametrize(
+    ("split", "metric", "floor"),
+    [(s, m, f) for s, floors in FLOORS.items() for m, f in floors.items()],
+)
+def test_metric_stays_above_floor(
+    figures: Mapping[str, Mapping[str, float]], split: str, metric: str, floor: float
 ) -> None:
-    assert figures[metric] <= ceiling, f"{metric} rose to {figures[metric]} (ceiling {ceiling})"
+    value = figures[split][metric]
+    assert value >= floor, f"{split} {metric} fell to {value} (floor {floor})"
+
+
+@pytest.mark.parametrize(
+    ("split", "metric", "ceiling"),
+    [(s, m, c) for s, ceilings in CEILINGS.items() for m, c in ceilings.items()],
+)
+def test_metric_stays_below_ceiling(
+    figures: Mapping[str, Mapping[str, float]], split: str, metric: str, ceiling: float
+) -> None:
+    value = figures[split][metric]
+    assert value <= ceiling, f"{split} {metric} rose to {value} (ceiling {ceiling})"

@@ -1,15 +1,17 @@
-"""Validate the hand-made evaluation question set in eval/questions.jsonl."""
+"""Validate the hand-made evaluation question set in eval/dev.jsonl."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS_PATH = ROOT / "eval" / "questions.jsonl"
+# Each split's file and the prefix of its ids (q001…, t001…).
+SPLITS = {"dev": "q", "test": "t"}
 CORPUS_DIR = ROOT / "corpus"
 
 REQUIRED_FIELDS = {
@@ -21,18 +23,26 @@ REQUIRED_FIELDS = {
     "keywords": list,
 }
 ALLOWED_TYPES = {"fact", "table", "number", "multi", "unanswerable"}
-MIN_QUESTIONS = 100
-MIN_UNANSWERABLE = 15
+MIN_QUESTIONS = {"dev": 100, "test": 120}
+MIN_UNANSWERABLE = {"dev": 15, "test": 35}
+MIN_MULTI = {"dev": 10, "test": 20}
 
 
-def _load_lines() -> list[str]:
-    return [
-        line for line in QUESTIONS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+def _path(split: str) -> Path:
+    return ROOT / "eval" / f"{split}.jsonl"
+
+
+def _load_lines(split: str) -> list[str]:
+    return [line for line in _path(split).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _load_rows() -> list[dict]:
-    return [json.loads(line) for line in _load_lines()]
+    return [
+        {**json.loads(line), "split": split}
+        for split in SPLITS
+        if _path(split).exists()
+        for line in _load_lines(split)
+    ]
 
 
 def _corpus_files() -> list[str]:
@@ -52,18 +62,18 @@ def _sources(row: dict) -> list[str]:
     return list(src)
 
 
-ROWS = _load_rows() if QUESTIONS_PATH.exists() else []
-ROW_IDS = [str(r.get("id", i)) for i, r in enumerate(ROWS)]
+ROWS = _load_rows()
 ANSWERABLE = [r for r in ROWS if r.get("type") != "unanswerable"]
-ANSWERABLE_IDS = [str(r.get("id")) for r in ANSWERABLE]
 
 
-def test_file_exists() -> None:
-    assert QUESTIONS_PATH.is_file(), f"missing {QUESTIONS_PATH}"
+@pytest.mark.parametrize("split", SPLITS)
+def test_file_exists(split: str) -> None:
+    assert _path(split).is_file(), f"missing {_path(split)}"
 
 
-def test_every_line_parses() -> None:
-    for n, line in enumerate(_load_lines(), 1):
+@pytest.mark.parametrize("split", SPLITS)
+def test_every_line_parses(split: str) -> None:
+    for n, line in enumerate(_load_lines(split), 1):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:  # pragma: no cover - failure path
@@ -71,8 +81,7 @@ def test_every_line_parses() -> None:
         assert isinstance(obj, dict), f"line {n} is not a JSON object"
 
 
-@pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
-def test_required_fields_and_types(row: dict) -> None:
+def _required_fields_and_types(row: dict) -> None:
     for field, typ in REQUIRED_FIELDS.items():
         assert field in row, f"{row.get('id')}: missing field {field!r}"
         assert isinstance(row[field], typ), f"{row.get('id')}: {field!r} must be {typ.__name__}"
@@ -89,24 +98,40 @@ def test_required_fields_and_types(row: dict) -> None:
     assert row["type"] in ALLOWED_TYPES, f"{row['id']}: bad type {row['type']!r}"
 
 
-def test_ids_unique_and_sequential() -> None:
-    ids = [r["id"] for r in ROWS]
+@pytest.mark.parametrize(("split", "prefix"), SPLITS.items())
+def test_ids_unique_and_sequential(split: str, prefix: str) -> None:
+    ids = [r["id"] for r in ROWS if r["split"] == split]
     dupes = [i for i, c in Counter(ids).items() if c > 1]
     assert not dupes, f"duplicate ids: {dupes}"
-    assert ids == [f"q{i:03d}" for i in range(1, len(ids) + 1)], (
-        "ids must be q001, q002, ... in order"
+    assert ids == [f"{prefix}{i:03d}" for i in range(1, len(ids) + 1)], (
+        f"ids must be {prefix}001, {prefix}002, ... in order"
     )
 
 
-def test_questions_unique() -> None:
+@pytest.mark.parametrize("split", SPLITS)
+def test_questions_unique(split: str) -> None:
     # A follow-up ("北京呢？") may recur after a different conversation.
-    questions = [(r["question"].strip(), json.dumps(r.get("history", []))) for r in ROWS]
+    rows = [r for r in ROWS if r["split"] == split]
+    questions = [(r["question"].strip(), json.dumps(r.get("history", []))) for r in rows]
     dupes = [q for q, c in Counter(questions).items() if c > 1]
     assert not dupes, f"duplicate questions: {dupes}"
 
 
+def _every_row(split: str, rows: list[dict], check: Callable[[dict], None]) -> None:
+    """Run a row check on every row of a split; fail once, listing every failing row."""
+    problems = []
+    for row in rows:
+        if row["split"] != split:
+            continue
+        try:
+            check(row)
+        except AssertionError as exc:
+            problems.append(str(exc).splitlines()[0])
+    assert not problems, "\n".join(problems)
+
+
 MULTI_TURN = [r for r in ROWS if "history" in r]
-MULTI_TURN_IDS = [str(r.get("id")) for r in MULTI_TURN]
+MULTI_TURN_IDS = [f"{r['split']}:{r.get('id')}" for r in MULTI_TURN]
 
 
 @pytest.mark.parametrize("row", MULTI_TURN, ids=MULTI_TURN_IDS)
@@ -133,8 +158,7 @@ def test_enough_multi_turn_cases() -> None:
     assert len(answerable) >= 10, f"only {len(answerable)} answerable multi-turn questions"
 
 
-@pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
-def test_unanswerable_consistency(row: dict) -> None:
+def _unanswerable_consistency(row: dict) -> None:
     if row["type"] == "unanswerable":
         assert row["source"] is None, f"{row['id']}: unanswerable must have source null"
         assert row["evidence"] == [], f"{row['id']}: unanswerable must have no evidence"
@@ -147,41 +171,61 @@ def test_unanswerable_consistency(row: dict) -> None:
         assert row["answer"].strip(), f"{row['id']}: answerable question needs an answer"
 
 
-@pytest.mark.parametrize("row", ANSWERABLE, ids=ANSWERABLE_IDS)
-def test_sources_exist(row: dict) -> None:
+def _sources_exist(row: dict) -> None:
     for name in _sources(row):
         assert (CORPUS_DIR / name).is_file(), f"{row['id']}: source {name} not in corpus/"
 
 
-@pytest.mark.parametrize("row", ANSWERABLE, ids=ANSWERABLE_IDS)
-def test_evidence_verbatim(row: dict) -> None:
+def _evidence_verbatim(row: dict) -> None:
     texts = [_corpus_text(n) for n in _sources(row) if (CORPUS_DIR / n).is_file()]
     for ev in row["evidence"]:
         assert any(ev in t for t in texts), f"{row['id']}: evidence not found verbatim: {ev!r}"
 
 
-@pytest.mark.parametrize("row", ANSWERABLE, ids=ANSWERABLE_IDS)
-def test_keywords_in_source(row: dict) -> None:
+def _keywords_in_source(row: dict) -> None:
     joined = "\n".join(_corpus_text(n) for n in _sources(row) if (CORPUS_DIR / n).is_file())
     for kw in row["keywords"]:
         assert kw in joined, f"{row['id']}: keyword {kw!r} not in source text"
 
 
-def test_minimum_size() -> None:
-    assert len(ROWS) >= MIN_QUESTIONS, f"only {len(ROWS)} questions"
+@pytest.mark.parametrize("split", SPLITS)
+def test_minimum_size(split: str) -> None:
+    rows = [r for r in ROWS if r["split"] == split]
+    assert len(rows) >= MIN_QUESTIONS[split], f"only {len(rows)} questions"
+    for kind, least in (("unanswerable", MIN_UNANSWERABLE), ("multi", MIN_MULTI)):
+        n = sum(1 for r in rows if r["type"] == kind)
+        assert n >= least[split], f"only {n} {kind} questions in {split}"
+    present = {r["type"] for r in rows}
+    assert ALLOWED_TYPES <= present, f"missing types in {split}: {ALLOWED_TYPES - present}"
 
 
-def test_minimum_unanswerable() -> None:
-    n = sum(1 for r in ROWS if r["type"] == "unanswerable")
-    assert n >= MIN_UNANSWERABLE, f"only {n} unanswerable questions"
-
-
-def test_every_type_present() -> None:
-    present = {r["type"] for r in ROWS}
-    assert ALLOWED_TYPES <= present, f"missing types: {ALLOWED_TYPES - present}"
-
-
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("name", _corpus_files())
-def test_every_corpus_file_covered(name: str) -> None:
-    used = {s for r in ROWS for s in _sources(r)}
+def test_every_corpus_file_covered(split: str, name: str) -> None:
+    used = {s for r in ROWS if r["split"] == split for s in _sources(r)}
     assert name in used, f"no question uses corpus file {name}"
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_required_fields_and_types(split: str) -> None:
+    _every_row(split, ROWS, _required_fields_and_types)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_unanswerable_consistency(split: str) -> None:
+    _every_row(split, ROWS, _unanswerable_consistency)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_sources_exist(split: str) -> None:
+    _every_row(split, ANSWERABLE, _sources_exist)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_evidence_verbatim(split: str) -> None:
+    _every_row(split, ANSWERABLE, _evidence_verbatim)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_keywords_in_source(split: str) -> None:
+    _every_row(split, ANSWERABLE, _keywords_in_source)

@@ -12,6 +12,9 @@ import click
 from service.cli.base import cli, errors_to_exit
 from service.config import Settings
 
+# The bundled question sets: dev for tuning and fitting, test held out (never tuned on).
+DEFAULT_SPLITS = (Path("eval/dev.jsonl"), Path("eval/test.jsonl"))
+
 if TYPE_CHECKING:
     from ingest.embedding import Embedder
     from service.answer.retrieval import Mode
@@ -19,9 +22,7 @@ if TYPE_CHECKING:
 
 
 @cli.command("eval")
-@click.argument(
-    "questions", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("questions", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--retriever",
     "retrievers",
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 @errors_to_exit
 def evaluate(
     settings: Settings,
-    questions: Path | None,
+    questions: tuple[Path, ...],
     retrievers: tuple[str, ...],
     as_json: bool,
     report_dir: Path | None,
@@ -81,57 +82,114 @@ def evaluate(
     cmrc_paragraphs: int | None,
     cmrc_workdir: Path | None,
 ) -> None:
-    """Measure quality on a question set (JSONL), or on CMRC 2018 with --cmrc."""
+    """Measure quality on question sets (JSONL), or on CMRC 2018 with --cmrc.
+
+    With no QUESTIONS, eval/dev.jsonl and eval/test.jsonl side by side, with their gap.
+    """
     if cmrc_path is not None:
         if questions or url or calibrate or calibrate_faq or retrievers:
             raise click.UsageError("--cmrc takes no QUESTIONS, --url, --calibrate* or --retriever")
         options = {"questions": cmrc_sample, "paragraphs": cmrc_paragraphs, "workdir": cmrc_workdir}
         _eval_cmrc(settings, cmrc_path, options, as_json, report_dir)
         return
-    if questions is None:
-        raise click.UsageError("give a question file FILE.jsonl (or --cmrc PATH)")
+    if not questions:
+        questions = tuple(p for p in DEFAULT_SPLITS if p.is_file())
+        if len(questions) != len(DEFAULT_SPLITS):
+            raise click.UsageError("give question files FILE.jsonl … (or --cmrc PATH)")
+    if len(questions) > 1:
+        if calibrate or calibrate_faq or set(retrievers) - {"hybrid"}:
+            raise click.UsageError(
+                "several QUESTIONS are compared on hybrid retrieval without calibrating: "
+                "calibrate on the dev split alone (zhice eval --calibrate eval/dev.jsonl)"
+            )
+        _eval_splits(settings, questions, url, as_json, report_dir)
+        return
+    (question_file,) = questions
     if url and set(retrievers) - {"hybrid"}:
         raise click.UsageError("--url evaluates the server's own hybrid retrieval only")
     modes = retrievers or ("hybrid", "dense", "bm25")
     if calibrate and "hybrid" not in modes:
         modes = ("hybrid", *modes)
     # The model loaded for FAQ calibration serves the evaluation too.
-    embedder = _calibrate_faq(settings, questions) if calibrate_faq else None
-    runs, threshold = _eval_runs(settings, questions, modes, url, embedder)
-    _eval_output(settings, runs, threshold, questions, as_json, report_dir, calibrate)
+    embedder = _calibrate_faq(settings, question_file) if calibrate_faq else None
+    (runs,), threshold = _eval_runs(settings, questions, modes, url, embedder)
+    _eval_output(settings, runs, threshold, question_file, as_json, report_dir, calibrate)
+
+
+def _eval_splits(
+    settings: Settings,
+    questions: tuple[Path, ...],
+    url: str | None,
+    as_json: bool,
+    report_dir: Path | None,
+) -> None:
+    """Hybrid figures of each question file side by side; the gap when there are two."""
+    from service.eval.evaluation import summary
+    from service.eval.report import write_report
+
+    all_runs, threshold = _eval_runs(settings, questions, ("hybrid",), url)
+    names = [p.stem for p in questions]
+    summaries = {
+        n: summary(next(iter(runs.values()))) for n, runs in zip(names, all_runs, strict=True)
+    }
+    if as_json:
+        click.echo(json.dumps(summaries, ensure_ascii=False, indent=1))
+    else:
+        columns = {n: s["overall"] for n, s in summaries.items()}
+        if len(names) == 2:
+            first, second = (columns[n] for n in names)
+            gap = {m: round(first[m] - second[m], 4) for m in first if m in second}
+            columns[f"{names[0]}−{names[1]}"] = gap
+        click.echo(_table(columns))
+        click.echo(f"\nrefusal threshold in force {threshold}")
+    if report_dir is not None:
+        for name, path, runs in zip(names, questions, all_runs, strict=True):
+            paths = write_report(
+                report_dir / name,
+                runs,
+                {m: summary(o) for m, o in runs.items()},
+                threshold=threshold,
+                questions_file=str(path),
+            )
+            click.echo(f"report: {', '.join(str(p) for p in paths)}", err=True)
 
 
 def _eval_runs(
     settings: Settings,
-    questions: Path,
+    questions: tuple[Path, ...],
     modes: tuple[str, ...],
     url: str | None,
     embedder: Embedder | None = None,
-) -> tuple[dict[str, list[Outcome]], float | None]:
-    """Outcomes per configuration, and the refusal threshold in force."""
+) -> tuple[list[dict[str, list[Outcome]]], float | None]:
+    """For each question file, outcomes per configuration; and the refusal threshold."""
     from service.eval.evaluation import read_questions, relevant_counts, run, run_with
 
-    items = read_questions(questions)
+    sets = [read_questions(path) for path in questions]
     if url:
         from service.eval.client import RemoteAsker
 
         asker = RemoteAsker(url)
+        out = []
         try:
             texts = asker.passage_texts()
-            relevant = relevant_counts(items, texts) if texts is not None else None
-            with _progress(len(items), "server") as bar:
-                outcomes = run_with(asker, items, lambda: bar.update(1), relevant)
+            for items in sets:
+                relevant = relevant_counts(items, texts) if texts is not None else None
+                with _progress(len(items), "server") as bar:
+                    out.append({"server": run_with(asker, items, lambda: bar.update(1), relevant)})
         finally:
             asker.close()
-        return {"server": outcomes}, asker.threshold
+        return out, asker.threshold
     from service.answer.build import build_qa
 
     qa = build_qa(settings, embedder)
-    runs = {}
-    for mode in modes:
-        with _progress(len(items), mode) as bar:
-            runs[mode] = run(qa, items, cast("Mode", mode), on_progress=lambda: bar.update(1))
-    return runs, qa.composer.threshold
+    out = []
+    for items in sets:
+        runs = {}
+        for mode in modes:
+            with _progress(len(items), mode) as bar:
+                runs[mode] = run(qa, items, cast("Mode", mode), on_progress=lambda: bar.update(1))
+        out.append(runs)
+    return out, qa.composer.threshold
 
 
 def _eval_output(
