@@ -20,6 +20,9 @@ _NUMBER = re.compile(r"^(\d{2,}|\d+\.\d+)$")
 ORDINAL = re.compile(r"第[一二三四五六七八九十\d]+[批代届期大条项次]")
 _LATIN = re.compile(r"^[a-z][a-z0-9.\-]+$")
 _MODEL_NAME = re.compile(r"[a-z]+-?\d+(?:\.\d+)?[a-z]*")
+# jieba's part-of-speech tags for names: people, places, organisations, other proper
+# nouns, abbreviations (欧盟) and Latin words.
+_NAME_TAGS = frozenset({"nr", "nrt", "ns", "nt", "nz", "j", "eng"})
 
 
 class Tokenizer:
@@ -32,6 +35,7 @@ class Tokenizer:
         jieba.setLogLevel(logging.WARNING)
         self._jieba: Any = jieba.Tokenizer()
         self._lock = threading.Lock()
+        self._tagger: Any = None  # jieba.posseg over the same dictionary, made on first use
         with _DATA.joinpath("userdict.txt").open("r", encoding="utf-8") as userdict:
             self._jieba.load_userdict(userdict)
         text = _DATA.joinpath("stopwords.txt").read_text(encoding="utf-8")
@@ -64,6 +68,19 @@ class Tokenizer:
         # Places by gazetteer: 北京市 and 北京 are one anchor, matched by its short form.
         out.extend(place for place in self.places_in(text) if place not in out)
         return out
+
+    def names(self, text: str) -> list[str]:
+        """Proper nouns of a question by jieba's part-of-speech tags (寒武纪, 欧盟, H100)."""
+        plain = normalize(text)
+        with self._lock:
+            if self._tagger is None:
+                import jieba.posseg
+
+                self._tagger = jieba.posseg.POSTokenizer(self._jieba)
+            pairs = [(p.word.strip(), p.flag) for p in self._tagger.cut(plain)]
+        return [
+            w for w, flag in pairs if flag in _NAME_TAGS and len(w) >= 2 and w not in self.stopwords
+        ]
 
     def places_in(self, text: str) -> list[str]:
         """The gazetteer's places that text names, in gazetteer order."""

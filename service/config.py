@@ -59,11 +59,18 @@ class Settings(BaseSettings):
     fusion: Literal["rrf", "zscore"] = Field(
         "zscore", description="How dense and BM25 results are fused: rank-based or score-based."
     )
-    refusal_threshold: float = Field(
-        0.31,
+    refusal_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="Evidence strength below which /ask refuses (calibrated by `zhice eval`).",
+        description="Answerability (0..1) below which /ask refuses; unset: the index's "
+        "calibration.json (`zhice eval --calibrate`), else the threshold fitted with the "
+        "answerability model (`zhice fit`).",
+    )
+    answerability_path: Path | None = Field(
+        None,
+        description="Answerability model parameters written by `zhice fit` (unset: the ones "
+        "shipped in the package).",
     )
     faq_path: Path = Field(
         Path("faq.jsonl"),

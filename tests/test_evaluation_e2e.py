@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from service.answer.answerability import load_scorer
 from service.answer.qa import QA
 from service.answer.threshold import load_calibration
 from service.cli import cli
@@ -74,9 +75,11 @@ def test_eval_against_a_live_server_agrees_with_in_process(
     assert {k: remote[k] for k in same} == same
 
 
-def test_eval_usage_errors() -> None:
+def test_eval_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    assert runner.invoke(cli, ["eval"]).exit_code == 2
+    monkeypatch.chdir(tmp_path)  # no eval/dev.jsonl and eval/test.jsonl here
+    no_splits = runner.invoke(cli, ["eval"])
+    assert no_splits.exit_code == 2 and "give question files" in no_splits.output
     url_with_bm25 = ["eval", str(QUESTIONS), "--url", "http://x", "--retriever", "bm25"]
     assert runner.invoke(cli, url_with_bm25).exit_code == 2
     cmrc_with_questions = ["eval", str(QUESTIONS), "--cmrc", str(QUESTIONS)]
@@ -125,3 +128,28 @@ def test_eval_compares_splits_side_by_side(real_settings: Settings, tmp_path: Pa
         assert (tmp_path / "r" / name / "report.json").is_file()
     refused = CliRunner().invoke(cli, ["eval", str(first), str(second), "--calibrate"], env=env)
     assert refused.exit_code == 2 and "calibrate on the dev split alone" in refused.output
+
+
+def test_fit_writes_parameters_the_service_can_load(
+    real_settings: Settings, tmp_path: Path
+) -> None:
+    """`zhice fit` on a few dev questions (no CMRC): a parameters file the scorer reads."""
+    rows = [r for r in QUESTIONS.read_text(encoding="utf-8").splitlines() if '"history"' not in r]
+    unanswerable = [r for r in rows if '"type": "unanswerable"' in r]
+    few = tmp_path / "few.jsonl"
+    few.write_text("\n".join(rows[:24] + unanswerable[:6]) + "\n", encoding="utf-8")
+    out = tmp_path / "answerability.json"
+    env = {
+        "ZHICE_INDEX_DIR": str(real_settings.index_dir),
+        "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+    }
+    args = ["fit", "--questions", str(few), "--cmrc-trial", str(tmp_path / "none.json")]
+    done = CliRunner().invoke(cli, [*args, "--out", str(out)], env=env)
+    assert done.exit_code == 0, done.output
+    parameters = json.loads(out.read_text(encoding="utf-8"))
+    examples = parameters["fit"]["examples"]
+    assert examples["answerable"] == 24 and examples["unanswerable"] == 6
+    assert sum(v for k, v in examples.items() if k not in {"answerable", "unanswerable"}) > 0
+    assert load_scorer(out).threshold == parameters["threshold"]
+    held_out = CliRunner().invoke(cli, ["fit", "--questions", "eval/test.jsonl"], env=env)
+    assert held_out.exit_code == 2 and "held out" in held_out.output

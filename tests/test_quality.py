@@ -22,7 +22,7 @@ FLOORS = {
         "mrr@10": 0.90,
         "keyword_accuracy": 0.86,
         "citation_correct": 0.89,
-        "refusal_recall": 0.88,
+        "refusal_recall": 0.78,
     },
     "test": {
         "hit@5": 0.97,

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ingest.embedding import Embedder, load_embedder
 from ingest.store import LoadedIndex, check_index, load_index
 from ingest.tokenize import Tokenizer
+from service.answer.answerability import load_scorer
 from service.answer.batching import BatchingEmbedder
 from service.answer.compose import Composer
 from service.answer.faq import FAQ
@@ -49,7 +50,9 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
         tokenizer = Tokenizer()
         model = BatchingEmbedder(loading.result())
     model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
-    faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
+    faq_threshold = threshold(settings, "faq_threshold")
+    assert faq_threshold is not None  # the setting has a default
+    faq = FAQ(settings.faq_path, model, faq_threshold, tokenizer.anchors)
     qa = QA(*_read_path(settings, index, model, tokenizer), faq, llm_for(settings))
     log.info(
         "loaded %d chunks from %s in %.1f s",
@@ -77,5 +80,6 @@ def _read_path(
         rrf_k=settings.rrf_k,
         fusion=settings.fusion,
     )
-    threshold_ = threshold(settings, "refusal_threshold")
-    return retriever, Composer(index.documents, tokenizer, index.bm25, threshold_)
+    scorer = load_scorer(settings.answerability_path)
+    refusal = threshold(settings, "refusal_threshold")
+    return retriever, Composer(index.documents, tokenizer, index.bm25, scorer, refusal)

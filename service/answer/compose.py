@@ -10,14 +10,13 @@ from ingest.bm25 import BM25
 from ingest.text import normalize, sentence_spans
 from ingest.tokenize import ORDINAL, Tokenizer
 from ingest.types import Chunk, Citation, Document, Hit, table_row_sentence
+from service.answer.answerability import Features, Scorer, mean_probability
 from service.answer.filters import Filter, named_spans
+from service.answer.parts import Part, split_parts
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
+NOT_FOUND = "知识库中没有找到"
 _LIST_QUESTION = re.compile(r"哪些|列举|列出|有几|几项|几个|都有|清单|盘点")
-# Compound questions: inner question marks split parts; 分别/各 over several anchors.
-_PART_BREAK = re.compile(r"[？?；;]")
-_EACH = re.compile(r"分别|各自|各有|各是|各为|各")
-_MIN_PART = 4
 # What kind of answer a question wants, and what such an answer must contain.
 _ASKS_MONEY = re.compile(
     r"(钱|金额|资金|额度|投资|价格|费用|补贴|奖励|资助).{0,6}(多少|多大|几)|多少钱"
@@ -98,16 +97,11 @@ _MAX_LIST_ITEMS = 12
 _SAME_WORDS = 0.85
 _HEADING_CHARS = 40
 _SENTENCE_ENDS = tuple("。！？；!?;…：:")
-# Evidence multipliers. An anchor (place, name, year) the reports never mention
-# almost certainly puts the question out of scope; one the answer lacks, probably;
-# a "how much"/"when" question answered without an amount/date is not answered.
-_UNKNOWN_ANCHOR = 0.3
-_MISSING_ANCHOR = 0.4
-_UNTYPED = 0.4
-_UNFOCUSED = 0.5
-# Evidence: the answer's own coverage weighs more than its best passage's.
-_ANSWER_COVERAGE = 0.6
-_PASSAGE_COVERAGE = 0.4
+# Constraints a question can set that the answer must meet: a time scope finer than a
+# year, and a stage of a policy's life. Asked and absent from the answer, the question
+# is probably about something the reports do not state.
+_TIME_SCOPE = re.compile(r"年底|年末|年初|上半年|下半年|[一二三四1-4]季度|\d{1,2}月")
+_STAGE = re.compile(r"生效|施行|实施|废止|到期|截止|试行|征求意见")
 # Candidate ranking: coverage, plus the passage's retrieval score, the share of anchors
 # present, a bonus for holding the kind of answer asked, a penalty for fragments.
 _RETRIEVAL_BONUS = 0.2
@@ -140,6 +134,7 @@ class Answer:
     citations: list[Citation]
     evidence: float
     intent: str
+    features: tuple[Features | None, ...] = ()  # of the evidence, one per part
 
 
 @dataclass(frozen=True)
@@ -150,10 +145,20 @@ class _Need:
     anchors: Sequence[str]
     wants: re.Pattern[str] | None
     focus: str | None = None  # what a "how much" question measures
+    names: Sequence[str] = ()  # proper nouns (寒武纪, 欧盟)
+    words: Sequence[str] = ()  # content words of two characters or more
+    constraints: Sequence[str] = ()  # time scopes and stages (年底, 生效)
 
 
-def _refusal(evidence: float, intent: str) -> Answer:
-    return Answer(text=REFUSAL, refused=True, citations=[], evidence=evidence, intent=intent)
+def _refusal(evidence: float, intent: str, features: tuple[Features | None, ...] = ()) -> Answer:
+    return Answer(
+        text=REFUSAL,
+        refused=True,
+        citations=[],
+        evidence=evidence,
+        intent=intent,
+        features=features,
+    )
 
 
 def is_list_question(question: str) -> bool:
@@ -169,34 +174,40 @@ class Composer:
         documents: Mapping[str, Document],
         tokenizer: Tokenizer,
         bm25: BM25,
-        threshold: float,
+        scorer: Scorer,
+        threshold: float | None = None,
     ) -> None:
         self.documents = documents
         self.tokenizer = tokenizer
         self.bm25 = bm25
-        self.threshold = threshold
+        self.scorer = scorer
+        self.threshold = scorer.threshold if threshold is None else threshold
 
     def compose(self, question: str, tokens: Sequence[str], hits: Sequence[Hit]) -> Answer:
         """Answer from hits, or refuse when the evidence is below the threshold."""
+        parts = split_parts(question, self.tokenizer)
+        if parts:
+            return self.compose_parts(parts, [hits] * len(parts))
         intent = "list" if is_list_question(question) else "fact"
-        parts = self._parts(question)
-        if len(parts) > 1:
-            intent = "multi"
-            chosen, evidence = self._answer_parts(parts, hits)
-        else:
-            need = self._need(question, tokens)
-            candidates = self._candidates(need, hits[:_READ_PASSAGES])
-            if not candidates:
-                return _refusal(0.0, intent)
-            chosen = _choose(candidates, intent)
-            evidence = self.evidence(need, hits, chosen, intent)
-            if _ENUMERATES.search(question):
-                chosen = self._enumerated(question, chosen)
+        need = self._need(question, tokens)
+        candidates = self._candidates(need, hits[:_READ_PASSAGES])
+        if not candidates:
+            return _refusal(0.0, intent)
+        chosen = _choose(candidates, intent)
+        features = (self.features(need, hits, chosen, intent),)
+        if _ENUMERATES.search(question):
+            chosen = self._enumerated(question, chosen)
+        evidence = mean_probability(self.scorer, features)
         if not chosen or evidence < self.threshold:
-            return _refusal(evidence, intent)
+            return _refusal(evidence, intent, features)
         text, citations = self._render(chosen, intent)
         return Answer(
-            text=text, refused=False, citations=citations, evidence=evidence, intent=intent
+            text=text,
+            refused=False,
+            citations=citations,
+            evidence=evidence,
+            intent=intent,
+            features=features,
         )
 
     def list_rows(
@@ -240,12 +251,18 @@ class Composer:
                 )
         if not chosen:
             return None
-        evidence = self.evidence(need, [Hit(c.chunk, 1.0) for c in chosen], chosen, "list")
+        features = self.features(need, [Hit(c.chunk, 1.0) for c in chosen], chosen, "list")
+        evidence = self.scorer.probability(features)
         if evidence < self.threshold:
             return None
         text, citations = self._render(chosen, "list")
         return Answer(
-            text=text, refused=False, citations=citations, evidence=evidence, intent="list"
+            text=text,
+            refused=False,
+            citations=citations,
+            evidence=evidence,
+            intent="list",
+            features=(features,),
         )
 
     def _need(self, question: str, tokens: Sequence[str], anchors: Sequence[str] = ()) -> _Need:
@@ -254,73 +271,97 @@ class Composer:
             anchors=list(anchors) or self.tokenizer.anchors(question),
             wants=_wanted_answer(question),
             focus=self._focus(question),
+            names=self.tokenizer.names(question),
+            words=[t for t in dict.fromkeys(tokens) if len(t) > 1 and not t.isdigit()],
+            constraints=[
+                normalize(c) for c in (*_TIME_SCOPE.findall(question), *_STAGE.findall(question))
+            ],
         )
 
-    def _parts(self, question: str) -> list[_Need]:
-        """Sub-questions of a compound question, each answered by its own sentence.
+    def compose_parts(self, parts: Sequence[Part], hits: Sequence[Sequence[Hit]]) -> Answer:
+        """Answer each part from its own passages, each cited, or say it was not found.
 
-        "X叫什么？Y最高多少？" splits at the inner question mark; "杭州和成都…分别奖励多少"
-        becomes one part per place (or other anchor).
+        A part the reports do not cover does not sink the others; only when no part is
+        answered is the whole question refused.
         """
-        pieces = [p for p in _PART_BREAK.split(question) if len(p.strip()) >= _MIN_PART]
-        if len(pieces) > 1:
-            return [self._need(p, self.tokenizer.tokenize(p)) for p in pieces]
-        anchors = self.tokenizer.anchors(question)
-        if len(anchors) > 1 and _EACH.search(question):
-            tokens = self.tokenizer.tokenize(question)
-            return [self._need(question, tokens, [a]) for a in anchors]
-        return []
-
-    def _answer_parts(
-        self, parts: Sequence[_Need], hits: Sequence[Hit]
-    ) -> tuple[list[Candidate], float]:
-        """The best sentence for each part; the evidence is the parts' mean."""
         chosen: list[Candidate] = []
-        strengths = []
-        for need in parts:
-            candidates = self._candidates(need, hits[:_READ_PASSAGES])
+        answers: list[tuple[Part, Candidate | None]] = []
+        features: list[Features | None] = []
+        for part, found in zip(parts, hits, strict=True):
+            anchors = [part.anchor] if part.anchor else []
+            need = self._need(part.text, self.tokenizer.tokenize(part.text), anchors)
+            candidates = self._candidates(need, found[:_READ_PASSAGES])
             fresh = [c for c in candidates if not _overlaps(c, chosen)]
-            best = fresh[:1] or candidates[:1]
-            strengths.append(self.evidence(need, hits, best, "fact") if best else 0.0)
-            chosen.extend(c for c in best if not _overlaps(c, chosen))
-        return chosen, round(sum(strengths) / len(strengths), 4)
+            best = (fresh or candidates)[:1]
+            part_features = self.features(need, found, best, "fact") if best else None
+            features.append(part_features)
+            probability = self.scorer.probability(part_features) if part_features else 0.0
+            if best and probability >= self.threshold:
+                if not _overlaps(best[0], chosen):
+                    chosen.append(best[0])
+                answers.append((part, best[0]))
+            else:
+                answers.append((part, None))
+        evidence = mean_probability(self.scorer, features)
+        if not chosen:
+            return _refusal(evidence, "multi", tuple(features))
+        citations = self._citations(chosen)
+        lines = []
+        for part, candidate in answers:
+            if candidate is None:
+                lines.append(f"（{part.text}：{NOT_FOUND}）")
+                continue
+            n = next(i for i, c in enumerate(chosen, start=1) if _overlaps(candidate, [c]))
+            if f"[{n}]" not in "".join(lines):
+                lines.append(f"{chosen[n - 1].display}[{n}]")
+        return Answer(
+            text="".join(lines),
+            refused=False,
+            citations=citations,
+            evidence=evidence,
+            intent="multi",
+            features=tuple(features),
+        )
 
-    def evidence(
+    def features(
         self, need: _Need, hits: Sequence[Hit], chosen: Sequence[Candidate], intent: str
-    ) -> float:
-        """How well the answer about to be given supports the question, in [0, 1].
+    ) -> Features:
+        """What the answer about to be given shows about the question (see answerability).
 
-        Lexical: the idf-weighted share of the question's terms (or synonyms) found in
-        the chosen sentences and in the best passage. Dense cosines are not used: with
-        e5-small, on-topic questions the reports cannot answer score as high as
-        answerable ones.
+        Coverage is the idf-weighted share of the question's terms (or synonyms) found in
+        the chosen sentences and in the best passage.
         """
         # A fact is answered by one sentence; stitching a year from one sentence to a
         # figure from another is how extractive answers go wrong. Lists use them all.
         used = chosen if intent == "list" else chosen[:1]
         answer_text = "\n".join(c.text for c in used)
         passages = "\n".join(normalize(c.chunk.search_text) for c in used)
-        best = self._coverage(need.weights, normalize(hits[0].chunk.search_text))
-        answered = self._coverage(need.weights, answer_text)
-        strength = _ANSWER_COVERAGE * answered + _PASSAGE_COVERAGE * best
-        if any(not self._known(a, hits) for a in need.anchors):
-            strength *= _UNKNOWN_ANCHOR
-        else:
-            # Years must be in the cited sentences; places and names may be in the
-            # surrounding passage (a paragraph about 福建 need not repeat the name).
-            missing = [
-                a
-                for a in need.anchors
-                if not self._present(a, answer_text if _YEAR.match(a) else passages)
-            ]
-            # A year the answer lacks (2024年底 asked, 2023年底 found) weighs double.
-            weight = sum(2 if _YEAR.match(a) else 1 for a in missing)
-            strength *= _MISSING_ANCHOR ** min(weight, 2)
-        if need.wants is not None and not any(c.typed for c in used):
-            strength *= _UNTYPED
-        if need.focus and not self._present(need.focus, answer_text):
-            strength *= _UNFOCUSED
-        return round(strength, 4)
+        unknown = any(not self._known(a, hits) for a in need.anchors)
+        # Years must be in the cited sentences; places and names may be in the
+        # surrounding passage (a paragraph about 福建 need not repeat the name).
+        missing = [
+            a
+            for a in need.anchors
+            if not self._present(a, answer_text if _YEAR.match(a) else passages)
+        ]
+        dense = {h.chunk.chunk_id: h.dense_score for h in hits if h.dense_score is not None}
+        return Features(
+            answer_coverage=self._coverage(need.weights, answer_text),
+            passage_coverage=self._coverage(need.weights, normalize(hits[0].chunk.search_text)),
+            anchors_unknown=float(unknown),
+            anchors_missing=0.0
+            if unknown
+            else min(2, sum(2 if _YEAR.match(a) else 1 for a in missing)),
+            names_unknown=_ratio([n for n in need.names if not self._known(n, hits)], need.names),
+            words_unknown=_ratio(
+                [w for w in need.words if w not in self.bm25.vocabulary], need.words
+            ),
+            constraints_missing=float(sum(1 for c in need.constraints if c not in answer_text)),
+            untyped=float(need.wants is not None and not any(c.typed for c in used)),
+            unfocused=float(bool(need.focus) and not self._present(need.focus or "", answer_text)),
+            dense_answer=dense.get(used[0].chunk.chunk_id, 0.0) if used else 0.0,
+            dense_best=max(dense.values(), default=0.0),
+        )
 
     def _focus(self, question: str) -> str | None:
         """What a "how much" question measures: the last content word before a final
@@ -446,8 +487,8 @@ class Composer:
     def _present(self, term: str, text: str) -> bool:
         return term in text or any(s in text for s in self.tokenizer.synonyms.get(term, ()))
 
-    def _render(self, chosen: Sequence[Candidate], intent: str) -> tuple[str, list[Citation]]:
-        citations = [
+    def _citations(self, chosen: Sequence[Candidate]) -> list[Citation]:
+        return [
             Citation(
                 id=n,
                 source=c.chunk.source,
@@ -458,6 +499,9 @@ class Composer:
             )
             for n, c in enumerate(chosen, start=1)
         ]
+
+    def _render(self, chosen: Sequence[Candidate], intent: str) -> tuple[str, list[Citation]]:
+        citations = self._citations(chosen)
         if intent == "list" and len(chosen) > 1:
             lines = [f"{n}. {c.display}[{n}]" for n, c in enumerate(chosen, start=1)]
             return f"共找到{len(chosen)}项：\n" + "\n".join(lines), citations
@@ -542,6 +586,10 @@ def _inside(token: str, text: str, spans: Sequence[tuple[int, int]]) -> bool:
     """True when every occurrence of token in text overlaps a span (海市 in 上海市)."""
     starts = [m.start() for m in re.finditer(re.escape(token), text)]
     return bool(starts) and all(any(s < i + len(token) and i < e for s, e in spans) for i in starts)
+
+
+def _ratio(part: Sequence[str], whole: Sequence[str]) -> float:
+    return len(part) / len(whole) if whole else 0.0
 
 
 def _share(anchors: Sequence[str], text: str) -> float:

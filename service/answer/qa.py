@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ingest.types import Citation, Hit
+from service.answer.answerability import Features
 from service.answer.compose import Answer, Composer, is_list_question
 from service.answer.faq import FAQ, Match
 from service.answer.filters import Filter, implied_filter
 from service.answer.intents import REPLIES, small_talk
 from service.answer.llm import LLMComposer
+from service.answer.parts import split_parts
 from service.answer.retrieval import Mode, Query, Retriever
 from service.answer.rewrite import Turn, rewrite
 from service.errors import LLMError, UnknownSourceError
@@ -34,6 +36,7 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)
     composer: str = "extractive"
     llm_fallback: str | None = None
+    features: tuple[Features | None, ...] = ()  # of the evidence, one per part (for fitting)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class Composed:
     answer: Answer
     composer: str
     llm_fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a question searches: how many passages, under which filter, by which mode."""
+
+    top_k: int
+    where: Filter | None
+    mode: Mode
 
 
 class QA:
@@ -156,7 +168,7 @@ class QA:
         faq_question = rewritten.question if scope is None or scope.empty else None
         found = self._retrieve(query, top_k, scope, mode, faq_question)
         retrieved = time.perf_counter()
-        composed = self._compose(rewritten.question, found, rows)
+        composed = self._compose(rewritten.question, found, rows, Scope(top_k, scope, mode))
         done = time.perf_counter()
         timings = found.timings | {
             "compose": _ms(retrieved, done) + listing_ms,
@@ -174,18 +186,37 @@ class QA:
             timings_ms=timings,
             composer=composed.composer,
             llm_fallback=composed.llm_fallback,
+            features=answer.features,
         )
 
-    def _compose(self, question: str, found: Retrieved, rows: Answer | None) -> Composed:
+    def _compose(
+        self, question: str, found: Retrieved, rows: Answer | None, scope: Scope
+    ) -> Composed:
         """The FAQ's answer, else the row list, else the extractive (or LLM) answer."""
         if found.match is not None:
             return Composed(_faq_answer(found.match), "faq")
         if rows is not None:
             return Composed(rows, "extractive")  # complete by construction; an LLM would shorten it
-        answer = self.composer.compose(question, found.query.tokens, found.hits)
+        parts = split_parts(question, self.retriever.tokenizer)
+        if parts:
+            prepared = [self.retriever.prepare(part.text, scope.mode) for part in parts]
+            hits = [self._part_hits(q, found.hits, scope) for q in prepared]
+            answer = self.composer.compose_parts(parts, hits)
+        else:
+            answer = self.composer.compose(question, found.query.tokens, found.hits)
         if self.llm is None or answer.refused:
             return Composed(answer, "extractive")
         return self._generate(question, found.hits, answer)
+
+    def _part_hits(self, prepared: Query, whole: Sequence[Hit], scope: Scope) -> list[Hit]:
+        """Passages for one part: its own retrieval first, then the whole question's.
+
+        A part leaning on the rest ("对研发主体补贴最高多少") may retrieve little alone;
+        the whole question's passages stay behind its own.
+        """
+        own = self.retriever.search(prepared, scope.top_k, scope.where, scope.mode)
+        seen = {h.chunk.chunk_id for h in own}
+        return own + [h for h in whole if h.chunk.chunk_id not in seen]
 
     def _list_rows(self, question: str, where: Filter | None) -> tuple[Answer, Filter] | None:
         """Every table row a filtered 哪些 question asks for, and the filter that found them.

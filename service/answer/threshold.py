@@ -19,9 +19,9 @@ CALIBRATION_FILE = "calibration.json"
 Threshold = Literal["refusal_threshold", "faq_threshold"]
 
 
-def threshold(settings: Settings, name: Threshold) -> float:
+def threshold(settings: Settings, name: Threshold) -> float | None:
     """ZHICE_<NAME> if set, else the index's calibration.json, else the default."""
-    default: float = getattr(settings, name)
+    default: float | None = getattr(settings, name)
     if name in settings.model_fields_set:
         return default
     calibration = load_calibration(settings.index_dir, name)

@@ -342,3 +342,56 @@ def _table(columns: dict[str, dict[str, float]]) -> str:
         cells = "".join(f"{'–':>{width}}" if v is None else f"{v:>{width}.4g}" for v in values)
         lines.append(f"{metric:<22}{cells}")
     return "\n".join(lines)
+
+
+@cli.command("fit")
+@click.option(
+    "--questions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=DEFAULT_SPLITS[0],
+    show_default=True,
+    help="The dev split to fit on (never the test split).",
+)
+@click.option(
+    "--cmrc-trial",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("../shared/benchmarks/cmrc2018/cmrc2018_trial.json"),
+    show_default=True,
+    help="CMRC 2018 trial questions as off-topic negatives and their names for near misses "
+    "(skipped when absent).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("service/answer/data/answerability.json"),
+    show_default=True,
+    help="Where to write the parameters.",
+)
+@click.pass_obj
+@errors_to_exit
+def fit_command(settings: Settings, questions: Path, cmrc_trial: Path, out: Path) -> None:
+    """Fit the answerability model (the refusal decision) on dev and generated near misses."""
+    from service.answer.build import build_qa
+    from service.eval import fit
+    from service.eval.cmrc import load_cmrc
+    from service.eval.evaluation import read_questions
+
+    if questions.resolve() == DEFAULT_SPLITS[1].resolve():
+        raise click.UsageError("the test split is held out: fit on eval/dev.jsonl")
+    items = read_questions(questions)
+    cmrc_questions: list[str] = []
+    paragraphs: list[str] = []
+    if cmrc_trial.is_file():
+        trial = load_cmrc(cmrc_trial)
+        cmrc_questions = [q.question for q in trial.questions]
+        paragraphs = list(trial.paragraphs.values())
+    else:
+        click.echo(f"no {cmrc_trial}: fitting without CMRC trial negatives", err=True)
+    qa = build_qa(settings)
+    with _progress(len(items) * 3 + fit.CMRC_NEGATIVES, "fit") as bar:
+        data = fit.examples(qa, items, cmrc_questions, paragraphs, lambda: bar.update(1))
+    parameters = fit.fit(data)
+    path = fit.write(parameters, out)
+    summary = parameters["fit"]
+    click.echo(json.dumps(summary, ensure_ascii=False, indent=1))
+    click.echo(f"threshold {parameters['threshold']} → {path}", err=True)
