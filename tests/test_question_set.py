@@ -206,26 +206,18 @@ def test_every_corpus_file_covered(split: str, name: str) -> None:
     assert name in used, f"no question uses corpus file {name}"
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_required_fields_and_types(split: str) -> None:
-    _every_row(split, ROWS, _required_fields_and_types)
+# Row checks, each run over every row of a split (answerable rows only where it says).
+ROW_CHECKS = {
+    "required_fields_and_types": (ROWS, _required_fields_and_types),
+    "unanswerable_consistency": (ROWS, _unanswerable_consistency),
+    "sources_exist": (ANSWERABLE, _sources_exist),
+    "evidence_verbatim": (ANSWERABLE, _evidence_verbatim),
+    "keywords_in_source": (ANSWERABLE, _keywords_in_source),
+}
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_unanswerable_consistency(split: str) -> None:
-    _every_row(split, ROWS, _unanswerable_consistency)
-
-
-@pytest.mark.parametrize("split", SPLITS)
-def test_sources_exist(split: str) -> None:
-    _every_row(split, ANSWERABLE, _sources_exist)
-
-
-@pytest.mark.parametrize("split", SPLITS)
-def test_evidence_verbatim(split: str) -> None:
-    _every_row(split, ANSWERABLE, _evidence_verbatim)
-
-
-@pytest.mark.parametrize("split", SPLITS)
-def test_keywords_in_source(split: str) -> None:
-    _every_row(split, ANSWERABLE, _keywords_in_source)
+@pytest.mark.parametrize("check", ROW_CHECKS)
+def test_every_row(split: str, check: str) -> None:
+    rows, function = ROW_CHECKS[check]
+    _every_row(split, rows, function)
