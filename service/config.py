@@ -113,6 +113,20 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest document upload (POST/PUT /documents); larger ones get 413.",
     )
+    ingest_workers: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Threads that run document updates (POST/PUT/DELETE /documents); they "
+        "take turns on the index lock, so more than one only overlaps reading and embedding.",
+    )
+    ingest_queue: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="Document updates that may wait for an ingestion thread; beyond them an "
+        "update is refused at once with 503 `busy` and Retry-After.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Comma-separated origins browsers may call from (`*` for any); "

@@ -137,3 +137,14 @@ class InvalidCollectionError(ZhiceError):
 
     status = 400
     code = "invalid_collection"
+
+
+class BusyError(ZhiceError):
+    """The document-update queue is full; `retry_after` is a guess at when it will not be."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

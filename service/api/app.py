@@ -14,11 +14,13 @@ from ingest.store import check_index
 from service.answer.build import build_qa
 from service.answer.qa import QA
 from service.api.errors import install_error_handlers
+from service.api.jobs import IngestQueue
 from service.api.middleware.metrics import Metrics, MetricsMiddleware
 from service.api.middleware.ratelimit import Clock
 from service.api.middleware.requestid import RequestIdMiddleware
 from service.api.middleware.security import install_guards
-from service.api.routes import ask, chat, documents, feedback, health, widget
+from service.api.middleware.writes import WritesMiddleware
+from service.api.routes import ask, chat, documents, feedback, health, jobs, widget
 from service.api.state import AppState
 from service.config import Settings
 from service.errors import ZhiceError
@@ -33,7 +35,12 @@ def create_app(
 
     `clock` drives the rate limiter, so tests can move time without sleeping.
     """
-    state = AppState(settings=settings or Settings(), metrics=Metrics())
+    settings = settings or Settings()
+    state = AppState(
+        settings=settings,
+        metrics=Metrics(),
+        jobs=IngestQueue(settings.ingest_workers, settings.ingest_queue),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,7 +54,10 @@ def create_app(
             # answers at once and /readyz says 503 until it is done.
             check_index(state.settings.index_dir, state.settings.embedding_model)
             threading.Thread(target=_load, args=(state,), daemon=True, name="zhice-load").start()
-        yield
+        try:
+            yield
+        finally:
+            state.jobs.shutdown()
 
     app = FastAPI(
         title="zhice 知策",
@@ -58,11 +68,13 @@ def create_app(
     app.state.zhice = state
     install_error_handlers(app)
     # From the outside in: request id, metrics (so rejections are counted), CORS, body
-    # size, API key, rate limit. add_middleware wraps what is there, so inner goes first.
+    # size, API key, rate limit, write admission. add_middleware wraps what is there, so
+    # inner goes first.
+    app.add_middleware(WritesMiddleware, queue=state.jobs)
     install_guards(app, state.settings, clock)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(RequestIdMiddleware)
-    for module in (ask, chat, documents, feedback, health, widget):
+    for module in (ask, chat, documents, feedback, health, jobs, widget):
         app.include_router(module.router)
     widget.mount_static(app)
     return app

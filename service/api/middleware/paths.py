@@ -1,4 +1,4 @@
-"""Path allow-lists for the middleware (which paths skip auth or rate limiting)."""
+"""Path sets for the middleware: which paths skip auth or rate limiting, which are writes."""
 
 from __future__ import annotations
 
@@ -34,3 +34,14 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+# Where documents are uploaded, replaced and removed (POST /documents, PUT and DELETE
+# /documents/{source}).
+UPLOADS = PathSet(frozenset({"/documents"}), ("/documents/",))
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
+
+
+def is_write(scope: Scope) -> bool:
+    """Whether a request changes the knowledge base (a document update)."""
+    return scope["method"] in WRITE_METHODS and route_path(scope) in UPLOADS

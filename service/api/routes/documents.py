@@ -6,15 +6,17 @@ a collection that does not exist yet creates it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 
-from ingest.loaders import load_bytes, with_stated
-from ingest.types import Document
-from ingest.update import Action, source_name, update
+from ingest.update import source_name
 from service.api.deps import StateDep
+from service.api.jobs import Job
+from service.api.middleware.writes import admission_of
 from service.api.schemas.core import (
     ChunkPublic,
     CollectionList,
@@ -23,7 +25,9 @@ from service.api.schemas.core import (
     DocumentList,
     DocumentSummary,
     DocumentUpdate,
+    JobPublic,
 )
+from service.api.updates import UpdateRequest, apply_update
 from service.config import DEFAULT_COLLECTION
 from service.errors import NotFoundError
 
@@ -47,6 +51,17 @@ Stated = Annotated[dict[str, str | None], Depends(_stated)]
 FileField = Annotated[
     UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown or TXT.")
 ]
+Prefer = Annotated[
+    str | None,
+    Header(
+        description="`respond-async` (RFC 7240): answer 202 with the queued job at once "
+        "(see GET /jobs/{id}) instead of waiting for the update to finish."
+    ),
+]
+ACCEPTED: dict[str, Any] = {
+    "model": JobPublic,
+    "description": "Queued (with `Prefer: respond-async`); `Location` is the job.",
+}
 
 
 @router.get("/collections", response_model=CollectionList)
@@ -105,76 +120,78 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
     )
 
 
-@router.post("/documents", response_model=DocumentUpdate, status_code=201)
-def add_document(
+@router.post(
+    "/documents",
+    response_model=DocumentUpdate,
+    status_code=201,
+    responses={202: ACCEPTED},
+)
+async def add_document(
+    request: Request,
     file: FileField,
     state: StateDep,
     stated: Stated,
     collection: Collection = None,
-) -> DocumentUpdate:
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
     """Add a document (multipart field `file`); its `source` is its file name.
 
-    Only this document is chunked and embedded; it answers questions once this returns.
+    Only this document is chunked and embedded; it answers questions once this returns
+    (or, with `Prefer: respond-async`, once its job is done).
     """
     source = source_name(file.filename or "")
-    return _apply(state, collection, "add", source, _read(source, file, stated))
+    data = await file.read()
+    update = UpdateRequest(collection, "add", source, data, stated)
+    return await _queue(request, state, update, prefer)
 
 
-@router.put("/documents/{source}", response_model=DocumentUpdate)
-def replace_document(
+@router.put("/documents/{source}", response_model=DocumentUpdate, responses={202: ACCEPTED})
+async def replace_document(
+    request: Request,
     source: str,
     file: FileField,
     state: StateDep,
     stated: Stated,
     collection: Collection = None,
-) -> DocumentUpdate:
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
     """Replace a document's content (and metadata) under its existing name."""
     source = source_name(source)
-    state.pipeline(collection)  # the collection must exist
-    return _apply(state, collection, "replace", source, _read(source, file, stated))
+    data = await file.read()
+    update = UpdateRequest(collection, "replace", source, data, stated)
+    return await _queue(request, state, update, prefer)
 
 
-@router.delete("/documents/{source}", response_model=DocumentUpdate)
-def remove_document(source: str, state: StateDep, collection: Collection = None) -> DocumentUpdate:
-    """Remove a document; it never appears in results again."""
-    state.pipeline(collection)  # the collection must exist
-    return _apply(state, collection, "remove", source_name(source), None)
-
-
-def _read(source: str, file: UploadFile, stated: dict[str, str | None]) -> tuple[Document, bytes]:
-    data = file.file.read()
-    return with_stated(load_bytes(source, data), stated), data
-
-
-def _apply(
-    state: StateDep,
-    collection: str | None,
-    action: Action,
+@router.delete("/documents/{source}", response_model=DocumentUpdate, responses={202: ACCEPTED})
+async def remove_document(
+    request: Request,
     source: str,
-    upload: tuple[Document, bytes] | None,
-) -> DocumentUpdate:
-    settings = state.settings.collection(collection)
-    loaded = state.pipeline().retriever  # one model and tokeniser serve every collection
-    document, data = upload if upload else (None, None)
-    result = update(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings.embedding_model,
-        loaded.embedder,
-        action,
-        source,
-        document,
-        data,
-        tokenizer=loaded.tokenizer,
+    state: StateDep,
+    collection: Collection = None,
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
+    """Remove a document; it never appears in results again."""
+    update = UpdateRequest(collection, "remove", source_name(source))
+    return await _queue(request, state, update, prefer)
+
+
+async def _queue(
+    request: Request, state: StateDep, update: UpdateRequest, prefer: str | None
+) -> DocumentUpdate | JSONResponse:
+    """Queue the update; wait for it, or answer 202 with its job when asked to."""
+    job = Job(update.action, update.source, update.collection)
+    done = state.jobs.submit(admission_of(request.scope), job, lambda: apply_update(state, update))
+    if not _respond_async(prefer):
+        return await asyncio.wrap_future(done)
+    location = str(request.url_for("get_job", job_id=job.id))
+    return JSONResponse(
+        job.public().model_dump(),
+        status_code=202,
+        headers={"Location": location, "Preference-Applied": "respond-async"},
     )
-    state.install(result.index, collection)
-    chunks = sum(1 for c in result.index.chunks if c.source == source)
-    return DocumentUpdate(
-        action=action,
-        source=source,
-        title=document.title if document else None,
-        chunks=chunks,
-        embedded=result.embedded,
-        documents=len(result.index.documents),
-        seconds=round(result.seconds, 3),
-    )
+
+
+def _respond_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240) asks for `respond-async`."""
+    tokens = (p.split(";")[0].split("=")[0].strip().lower() for p in (prefer or "").split(","))
+    return "respond-async" in tokens

@@ -223,7 +223,7 @@ class CollectionList(BaseModel):
 
 
 class DocumentUpdate(BaseModel):
-    """What an upload, replacement or removal did; the change is live when this returns."""
+    """What an upload, replacement or removal did; the change is live once this is shown."""
 
     action: Literal["add", "replace", "remove"]
     source: str = Field(description="The document's name, as citations show it.")
@@ -232,6 +232,32 @@ class DocumentUpdate(BaseModel):
     embedded: int = Field(description="Chunks embedded by this update (only this document's).")
     documents: int = Field(description="Documents in the knowledge base now.")
     seconds: float
+
+
+class ErrorDetail(BaseModel):
+    """Why a request (or a queued update) failed."""
+
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class JobPublic(BaseModel):
+    """A document update in the ingestion queue: `result` once done, `error` once failed."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    action: Literal["add", "replace", "remove"]
+    source: str
+    collection: str | None
+    result: DocumentUpdate | None = None
+    error: ErrorDetail | None = None
 
 
 class Health(BaseModel):
