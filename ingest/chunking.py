@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 
+from ingest.limits import Budget
 from ingest.text import sentence_spans
 from ingest.types import FIELD_KEYS, PAGE_KEY, Chunk, ChunkKind, Document, page_at
 
@@ -36,11 +37,15 @@ class _Line:
     cells: tuple[str, ...] = ()
 
 
-def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> list[Chunk]:
+def chunk_document(
+    doc: Document, params: ChunkerParams = ChunkerParams(), budget: Budget | None = None
+) -> list[Chunk]:
     """Chunk one document; every chunk's text is exactly doc.text[start:end].
 
     A paged document's chunks carry the page their start is on as metadata["page"].
+    Past the `budget`'s chunk limit, DocumentTooLargeError stops the chunking.
     """
+    budget = budget or Budget(doc.source)
     lines = _classify(doc.text, params)
     pieces: list[tuple[int, int, ChunkKind, str, dict[str, str]]] = []
     i = 0
@@ -55,6 +60,7 @@ def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> li
                 continue
             caption = _caption(doc.text, lines, i)
             pieces.extend(_table_rows(doc.text, lines[i:j], caption))
+            budget.chunk(len(pieces))
             i = j
             continue
         j = i
@@ -62,6 +68,7 @@ def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> li
             j += 1
         for start, end, context in _pack_prose(doc.text, lines[i:j], params, heading):
             pieces.append((start, end, "text", context, {}))
+            budget.chunk(len(pieces))
         heading = _last_heading(doc.text, lines[i:j], heading)
         i = j
     return [_make_chunk(doc, n, piece) for n, piece in enumerate(pieces)]

@@ -32,7 +32,7 @@ import numpy as np
 
 from ingest.build import build_version
 from ingest.chunking import chunk_document
-from ingest.embedding import Embedder
+from ingest.embedding import Embedder, embed_passages
 from ingest.errors import (
     DocumentExistsError,
     DocumentNotFoundError,
@@ -41,6 +41,7 @@ from ingest.errors import (
     LastDocumentError,
     UnsupportedFormatError,
 )
+from ingest.limits import Budget
 from ingest.loaders import SUFFIXES
 from ingest.store import LoadedIndex, load_index, locked, read_manifest
 from ingest.tokenize import Tokenizer
@@ -103,6 +104,8 @@ def update(
     data: bytes | None = None,
     *,
     tokenizer: Tokenizer | None = None,
+    budget: Budget | None = None,
+    batch_size: int = 16,
     crash_before_switch: Callable[[], None] | None = None,
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
@@ -110,11 +113,14 @@ def update(
     `corpus_dir` and `index_dir` are a collection's directories, `model` the embedding
     model's name the index must have been built with. `document` and `data` (the file's
     bytes, written to the corpus) are needed to add or replace. Pass the service's
-    loaded `tokenizer` to save loading jieba's dictionaries (half a second).
+    loaded `tokenizer` to save loading jieba's dictionaries (half a second). The
+    `budget` limits the document's chunks, and its `stop` cancels the update at the
+    next batch of `batch_size` passages, or just before the commit — never after.
     `crash_before_switch` runs between writing the new state and making it current — a
     hook for tests that kill the process there.
     """
     began = time.perf_counter()
+    budget = budget or Budget(source)
     with locked(index_dir):
         old = _current(index_dir, model, action)
         documents = {s: d for s, d in old.documents.items() if s != source} if old else {}
@@ -127,10 +133,11 @@ def update(
             vectors = old.vectors.vectors()[kept]
         embedded = 0
         if document is not None:
-            new_chunks = chunk_document(document)
+            new_chunks = chunk_document(document, budget=budget)
             if not new_chunks:
                 raise EmptyDocumentError(f"{source}: no text to index")
-            fresh = embedder.embed_documents([c.search_text for c in new_chunks])
+            texts = [c.search_text for c in new_chunks]
+            fresh = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
             chunks += new_chunks
             vectors = np.vstack([vectors, fresh]).astype(np.float32)
             documents[source] = document
@@ -139,6 +146,7 @@ def update(
         staged = _stage(corpus_dir, source, data) if data is not None else None
 
         def commit_corpus() -> None:
+            budget.check()  # the last moment an update can be called off
             target = corpus_dir / source
             if staged is not None:
                 os.replace(staged, target)

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.embedding import DEFAULT_MODEL
+from ingest.limits import Limits
 from service.errors import InvalidCollectionError
 
 DEFAULT_COLLECTION = "default"
@@ -113,6 +114,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest document upload (POST/PUT /documents); larger ones get 413.",
     )
+    max_document_chars: int = Field(
+        500_000,
+        ge=1,
+        description="Characters of text an uploaded document may hold (about 250 pages); "
+        "counted while it is read, and a larger one is refused then with 413 "
+        "`document_too_large`.",
+    )
+    max_document_chunks: int = Field(
+        5_000,
+        ge=1,
+        description="Chunks an uploaded document may make (about two minutes of embedding "
+        "on two cores); counted while it is chunked, past it 413 `document_too_large`.",
+    )
     ingest_workers: int = Field(
         1,
         ge=1,
@@ -132,6 +146,10 @@ class Settings(BaseSettings):
         description="Comma-separated origins browsers may call from (`*` for any); "
         "empty: no CORS headers.",
     )
+
+    def limits(self) -> Limits:
+        """The per-document limits of live updates."""
+        return Limits(chars=self.max_document_chars, chunks=self.max_document_chunks)
 
     def collection(self, name: str | None) -> Settings:
         """These settings with the corpus and index of collection `name` (None: default)."""

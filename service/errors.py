@@ -11,6 +11,7 @@ from ingest.errors import (
     CorpusError,
     DocumentExistsError,
     DocumentNotFoundError,
+    DocumentTooLargeError,
     EmptyDocumentError,
     EncryptedDocumentError,
     IndexIncompatibleError,
@@ -22,6 +23,7 @@ from ingest.errors import (
     ScannedPDFError,
     UnreadableDocumentError,
     UnsupportedFormatError,
+    UpdateCancelledError,
     ZhiceError,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "CorpusError",
     "DocumentExistsError",
     "DocumentNotFoundError",
+    "DocumentTooLargeError",
     "EmptyDocumentError",
     "EncryptedDocumentError",
     "IndexIncompatibleError",
@@ -40,6 +43,7 @@ __all__ = [
     "ScannedPDFError",
     "UnreadableDocumentError",
     "UnsupportedFormatError",
+    "UpdateCancelledError",
     "ZhiceError",
 ]
 

@@ -50,10 +50,12 @@ class GatedEmbedder(HashEmbedder):
         super().__init__()
         self.gate = threading.Event()
         self.holding = threading.Event()
+        self.passage_batches = 0
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Passages wait for the gate; then everything is embedded as HashEmbedder does."""
         if any(t.startswith(self.document_prompt) for t in texts):
+            self.passage_batches += 1
             self.holding.set()
             if not self.gate.wait(timeout=120):
                 raise TimeoutError("the test never opened the gate")

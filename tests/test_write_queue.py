@@ -10,46 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from ingest.pipeline import ingest
-from service.answer.build import build_qa
-from service.api.app import create_app
 from service.api.jobs import IngestQueue, Job
 from service.api.schemas.core import DocumentUpdate
-from service.config import Settings
 from service.errors import BusyError
-from tests.conftest import running
-from tests.fakes import GatedEmbedder, HashEmbedder
+from tests.conftest import Gated
 
 ASYNC = {"Prefer": "respond-async"}
 QUESTION = {"question": "算力券是什么？"}
-
-
-@dataclass
-class Gated:
-    url: str
-    embedder: GatedEmbedder
-    settings: Settings
-
-
-@pytest.fixture
-def gated(fake_settings: Settings) -> Iterator[Gated]:
-    """A server whose updates wait at the embedder's gate; one worker, two waiting."""
-    settings = Settings(**(fake_settings.model_dump() | {"ingest_queue": 2}))
-    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
-    embedder = GatedEmbedder()
-    with running(create_app(settings, qa=build_qa(settings, embedder))) as url:
-        try:
-            yield Gated(url, embedder, settings)
-        finally:
-            embedder.gate.set()  # let the ingestion thread finish before the server stops
 
 
 def _text(n: int) -> bytes:

@@ -44,6 +44,7 @@ class Job:
     status: JobStatus = "queued"
     result: DocumentUpdate | None = None
     error: ZhiceError | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # set: cancel
 
     def public(self) -> JobPublic:
         """The job as GET /jobs/{id} shows it."""
@@ -140,8 +141,11 @@ class IngestQueue:
             return self._jobs.get(job_id)
 
     def shutdown(self) -> None:
-        """Drop queued jobs and stop the threads once the running ones finish."""
+        """Drop queued jobs, ask running ones to stop, and end the threads once they have."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for job in self._jobs.values():
+                job.stop.set()
 
     def _leave(self) -> None:
         with self._lock:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ingest.limits import Budget
 from ingest.loaders import load_bytes, with_stated
 from ingest.update import Action, update
 from service.api.schemas.core import DocumentUpdate
@@ -25,15 +27,21 @@ class UpdateRequest:
     stated: Mapping[str, str | None] | None = None
 
 
-def apply_update(state: AppState, request: UpdateRequest) -> DocumentUpdate:
-    """Read the upload, index it, and serve the new index version; raises ZhiceErrors."""
+def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event) -> DocumentUpdate:
+    """Read the upload, index it, and serve the new index version; raises ZhiceErrors.
+
+    The document is refused as soon as it passes the per-document limits, and the work
+    stops at its next check once `stop` is set (until the commit).
+    """
     if request.action != "add":
         state.pipeline(request.collection)  # the collection must exist
     settings = state.settings.collection(request.collection)
+    budget = Budget(request.source, settings.limits(), stop)
     loaded = state.pipeline().retriever  # one model and tokeniser serve every collection
     document = None
     if request.data is not None:
-        document = with_stated(load_bytes(request.source, request.data), request.stated or {})
+        read = load_bytes(request.source, request.data, budget)
+        document = with_stated(read, request.stated or {})
     result = update(
         settings.corpus_dir,
         settings.index_dir,
@@ -44,6 +52,8 @@ def apply_update(state: AppState, request: UpdateRequest) -> DocumentUpdate:
         document,
         request.data,
         tokenizer=loaded.tokenizer,
+        budget=budget,
+        batch_size=settings.batch_size,
     )
     state.install(result.index, request.collection)
     chunks = sum(1 for c in result.index.chunks if c.source == request.source)

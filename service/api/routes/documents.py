@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
@@ -180,15 +181,28 @@ async def _queue(
 ) -> DocumentUpdate | JSONResponse:
     """Queue the update; wait for it, or answer 202 with its job when asked to."""
     job = Job(update.action, update.source, update.collection)
-    done = state.jobs.submit(admission_of(request.scope), job, lambda: apply_update(state, update))
+    work = partial(apply_update, state, update, job.stop)
+    queued = state.jobs.submit(admission_of(request.scope), job, work)
     if not _respond_async(prefer):
-        return await asyncio.wrap_future(done)
+        done = asyncio.wrap_future(queued)
+        gone: asyncio.Future[Any] = asyncio.ensure_future(_disconnect(request))
+        await asyncio.wait([done, gone], return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            job.stop.set()  # the client has gone: stop the work before it is committed
+        gone.cancel()
+        return await done
     location = str(request.url_for("get_job", job_id=job.id))
     return JSONResponse(
         job.public().model_dump(),
         status_code=202,
         headers={"Location": location, "Preference-Applied": "respond-async"},
     )
+
+
+async def _disconnect(request: Request) -> None:
+    """Return once the client has closed the connection (the body is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _respond_async(prefer: str | None) -> bool:
