@@ -6,7 +6,7 @@ statistics span the whole corpus (tokenising takes about 0.3 ms a chunk). The co
 directory stays the source of truth that `zhice ingest` reads, so an update writes the
 file there too, in this order, under an exclusive lock on the index directory:
 
-1. the new file is staged beside the corpus (`.<source>.upload`), fsynced;
+1. the new file is staged beside the corpus (`.upload-<random>.tmp`), fsynced;
 2. the new index version is written (nothing points at it yet);
 3. the staged file replaces (or the removal deletes) the corpus file;
 4. the `current` link moves to the new version — the moment readers see the change.
@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import time
-import unicodedata
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +37,9 @@ from ingest.errors import (
     DocumentExistsError,
     DocumentNotFoundError,
     EmptyDocumentError,
-    InvalidSourceError,
     LastDocumentError,
-    UnsupportedFormatError,
 )
 from ingest.limits import Budget
-from ingest.loaders import SUFFIXES
 from ingest.store import LoadedIndex, load_index, locked, read_manifest
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
@@ -50,11 +47,8 @@ from ingest.types import Document
 log = logging.getLogger(__name__)
 
 Action = Literal["add", "replace", "remove"]
-STAGED = re.compile(r"^\..+\.upload$")
-MAX_SOURCE_CHARS = 200
-# Characters a source name may not contain: separators, controls, and what shells,
-# URLs and Windows file systems treat specially.
-_FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|#%]')
+# Staged uploads are named by a random id, never by the document's name.
+STAGED = re.compile(r"^\.upload-[0-9a-f]{32}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -67,30 +61,6 @@ class UpdateResult:
     embedded: int
     seconds: float
     index: LoadedIndex
-
-
-def source_name(filename: str) -> str:
-    """The document name for an uploaded file name: its base name, checked.
-
-    Names with a directory part (`../x.txt`, `/etc/x.txt`, `a\\b.txt`), hidden names,
-    control characters or an unsupported suffix are rejected, not silently altered,
-    so a citation's `source` is always exactly the name the operator chose.
-    """
-    name = unicodedata.normalize("NFC", filename).strip()
-    if not name or name in {".", ".."} or _FORBIDDEN.search(name):
-        raise InvalidSourceError(
-            f"file name {filename!r} must be a plain file name without a directory part, "
-            'control characters or any of / \\ : * ? " < > | # %'
-        )
-    if name.startswith("."):
-        raise InvalidSourceError(f"file name {filename!r} must not start with a dot")
-    if len(name) > MAX_SOURCE_CHARS:
-        raise InvalidSourceError(f"file name longer than {MAX_SOURCE_CHARS} characters")
-    if Path(name).suffix.lower() not in SUFFIXES:
-        raise UnsupportedFormatError(
-            f"{name!r}: unsupported file type; supported: {', '.join(sorted(SUFFIXES))}"
-        )
-    return name
 
 
 def update(
@@ -143,7 +113,7 @@ def update(
             documents[source] = document
             embedded = len(new_chunks)
         _remove_stale_uploads(corpus_dir)
-        staged = _stage(corpus_dir, source, data) if data is not None else None
+        staged = stage_upload(corpus_dir, data) if data is not None else None
 
         def commit_corpus() -> None:
             budget.check()  # the last moment an update can be called off
@@ -209,10 +179,10 @@ def _check(
             )
 
 
-def _stage(corpus_dir: Path, source: str, data: bytes) -> Path:
-    """Write the bytes beside the corpus, durably, under a name loaders never read."""
+def stage_upload(corpus_dir: Path, data: bytes) -> Path:
+    """Write the bytes beside the corpus, durably, under a random name loaders never read."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    staged = corpus_dir / f".{source}.upload"
+    staged = corpus_dir / f".upload-{uuid.uuid4().hex}.tmp"
     with open(staged, "wb") as handle:
         handle.write(data)
         handle.flush()

@@ -16,6 +16,7 @@ from service.answer.qa import QA
 from service.api.errors import install_error_handlers
 from service.api.jobs import IngestQueue
 from service.api.middleware.metrics import Metrics, MetricsMiddleware
+from service.api.middleware.paths import NormalizedPathMiddleware
 from service.api.middleware.ratelimit import Clock
 from service.api.middleware.requestid import RequestIdMiddleware
 from service.api.middleware.security import install_guards
@@ -67,13 +68,14 @@ def create_app(
     )
     app.state.zhice = state
     install_error_handlers(app)
-    # From the outside in: request id, metrics (so rejections are counted), CORS, body
-    # size, API key, rate limit, write admission. add_middleware wraps what is there, so
-    # inner goes first.
+    # From the outside in: path normalisation, request id, metrics (so rejections are
+    # counted), CORS, body size, API key, rate limit, write admission. add_middleware
+    # wraps what is there, so inner goes first.
     app.add_middleware(WritesMiddleware, queue=state.jobs)
     install_guards(app, state.settings, clock)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(NormalizedPathMiddleware)
     for module in (ask, chat, documents, feedback, health, jobs, widget):
         app.include_router(module.router)
     widget.mount_static(app)

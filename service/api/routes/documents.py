@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from ingest.update import source_name
+from ingest.names import source_name
 from service.api.deps import StateDep
 from service.api.jobs import Job
 from service.api.middleware.writes import admission_of

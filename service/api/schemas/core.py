@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ingest.metadata import normalize_date
+from ingest.names import normalize_name
 from service.answer.filters import period
 
 MAX_QUESTION_CHARS = 2000
@@ -48,7 +49,9 @@ class Filters(_Strict):
     document's second; a chunk without a value for a filtered field is left out.
     """
 
-    source: list[str] | None = Field(None, min_length=1, max_length=100)
+    source: list[Annotated[str, AfterValidator(normalize_name)]] | None = Field(
+        None, min_length=1, max_length=100, description="Document names (normalised to NFC)."
+    )
     department: Name | None = Field(None, description="Issuing department, matched as a substring.")
     region: Name | None = Field(None, description="Province or city; 广东 matches 广东省.")
     date_from: IsoDate | None = Field(None, description="Earliest date, inclusive.")
