@@ -12,6 +12,7 @@ from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatErro
 from ingest.formats import Extracted, read_docx, read_html, read_pdf, read_text
 from ingest.limits import Budget
 from ingest.metadata import document_metadata
+from ingest.screening import screen, screen_sentence
 from ingest.types import Document
 
 READERS: Mapping[str, Callable[[str, bytes, Budget], Extracted]] = {
@@ -60,6 +61,8 @@ def load_bytes(name: str, data: bytes, budget: Budget | None = None) -> Document
     if not text.strip():
         raise EmptyDocumentError(f"{name} holds no text")
     title = title or guess_title(text, PurePath(name).stem)
+    if screen_sentence(title) is not None:  # a title is shown with every citation
+        title = PurePath(name).stem
     return Document(
         source=name,
         title=title,
@@ -67,6 +70,7 @@ def load_bytes(name: str, data: bytes, budget: Budget | None = None) -> Document
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=document_metadata(text, title),
         pages=pages,
+        flags=screen(text),
     )
 
 

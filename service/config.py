@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -93,7 +94,11 @@ class Settings(BaseSettings):
         description="JSON-lines file that POST /feedback (the chat page's 👍/👎) appends to; "
         "unset: `feedback.jsonl` beside the index directory.",
     )
-    host: str = Field("127.0.0.1", description="Address `zhice serve` binds.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `zhice serve` binds; beyond loopback, document updates need "
+        "ZHICE_API_KEYS (without keys they are disabled).",
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port `zhice serve` binds.")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (),
@@ -146,6 +151,15 @@ class Settings(BaseSettings):
         description="Comma-separated origins browsers may call from (`*` for any); "
         "empty: no CORS headers.",
     )
+
+    def writes_allowed(self) -> bool:
+        """Whether document updates are served: with API keys, or on loopback only."""
+        if self.api_keys or self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
 
     def limits(self) -> Limits:
         """The per-document limits of live updates."""

@@ -152,3 +152,10 @@ class BusyError(ZhiceError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class WritesDisabledError(ZhiceError):
+    """Document updates on a service reachable beyond loopback without API keys."""
+
+    status = 403
+    code = "writes_disabled"

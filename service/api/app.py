@@ -20,7 +20,7 @@ from service.api.middleware.paths import NormalizedPathMiddleware
 from service.api.middleware.ratelimit import Clock
 from service.api.middleware.requestid import RequestIdMiddleware
 from service.api.middleware.security import install_guards
-from service.api.middleware.writes import WritesMiddleware
+from service.api.middleware.writes import DISABLED, WritesMiddleware
 from service.api.routes import ask, chat, documents, feedback, health, jobs, widget
 from service.api.state import AppState
 from service.config import Settings
@@ -45,6 +45,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.writes_allowed():
+            log.warning("%s", DISABLED)
         if qa is not None:
             state.qa = qa
             state.load_collections()
@@ -71,7 +73,7 @@ def create_app(
     # From the outside in: path normalisation, request id, metrics (so rejections are
     # counted), CORS, body size, API key, rate limit, write admission. add_middleware
     # wraps what is there, so inner goes first.
-    app.add_middleware(WritesMiddleware, queue=state.jobs)
+    app.add_middleware(WritesMiddleware, queue=state.jobs, allowed=settings.writes_allowed())
     install_guards(app, state.settings, clock)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -22,9 +22,11 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     from service.api.app import create_app
     from service.api.middleware.requestid import uvicorn_log_config
 
+    # The app decides from the address whether document updates need a key.
+    settings = settings.model_copy(update={"host": host or settings.host})
     uvicorn.run(
         create_app(settings),
-        host=host or settings.host,
+        host=settings.host,
         port=settings.port if port is None else port,
         log_level="info",
         log_config=uvicorn_log_config(logging.getLogger().level),

@@ -26,6 +26,7 @@ from service.api.schemas.core import (
     DocumentList,
     DocumentSummary,
     DocumentUpdate,
+    FlaggedSentence,
     JobPublic,
 )
 from service.api.updates import UpdateRequest, apply_update
@@ -117,6 +118,12 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
             )
             for c in index.chunks
             if c.source == source
+        ],
+        flagged=[
+            FlaggedSentence(
+                start=f.start, end=f.end, reason=f.reason, text=doc.text[f.start : f.end]
+            )
+            for f in doc.flags
         ],
     )
 

@@ -201,6 +201,18 @@ class ChunkPublic(BaseModel):
     metadata: dict[str, str]
 
 
+class FlaggedSentence(BaseModel):
+    """A sentence screened out at ingest: in no chunk, answer or citation."""
+
+    start: int
+    end: int
+    reason: Literal["instruction", "solicitation"] = Field(
+        description="instruction: addressed to an assistant (忽略以上指令, 你现在是…); "
+        "solicitation: asks for personal data or payment with a contact address."
+    )
+    text: str = Field(description="The sentence, `text[start:end]`.")
+
+
 class DocumentDetail(BaseModel):
     """A document's full text: chunk and citation offsets index into `text`."""
 
@@ -209,6 +221,9 @@ class DocumentDetail(BaseModel):
     text: str
     metadata: dict[str, str]
     chunks: list[ChunkPublic]
+    flagged: list[FlaggedSentence] = Field(
+        default_factory=list, description="Sentences kept out of the index, in text order."
+    )
 
 
 class CollectionSummary(BaseModel):
