@@ -22,6 +22,7 @@ from service.api.middleware.requestid import RequestIdMiddleware
 from service.api.middleware.security import install_guards
 from service.api.middleware.writes import DISABLED, WritesMiddleware
 from service.api.routes import ask, chat, documents, feedback, health, jobs, widget
+from service.api.schemas.errors import EVERYWHERE, documented
 from service.api.state import AppState
 from service.config import Settings
 from service.errors import ZhiceError
@@ -67,6 +68,7 @@ def create_app(
         summary="Cited answers from Chinese policy and industry reports.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=documented(*EVERYWHERE),
     )
     app.state.zhice = state
     install_error_handlers(app)

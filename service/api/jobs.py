@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ingest.update import Action
-from service.api.schemas.core import DocumentUpdate, ErrorDetail, JobPublic
+from service.api.schemas.core import DocumentUpdate, JobPublic
+from service.api.schemas.errors import ErrorDetail
 from service.errors import BusyError, ZhiceError
 
 log = logging.getLogger(__name__)

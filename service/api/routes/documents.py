@@ -29,6 +29,7 @@ from service.api.schemas.core import (
     FlaggedSentence,
     JobPublic,
 )
+from service.api.schemas.errors import documented
 from service.api.updates import UpdateRequest, apply_update
 from service.config import DEFAULT_COLLECTION
 from service.errors import NotFoundError
@@ -66,7 +67,7 @@ ACCEPTED: dict[str, Any] = {
 }
 
 
-@router.get("/collections", response_model=CollectionList)
+@router.get("/collections", response_model=CollectionList, responses=documented(503))
 def list_collections(state: StateDep) -> CollectionList:
     """Every collection served, with its document and chunk counts."""
     served = {DEFAULT_COLLECTION: state.pipeline(), **state.collections}
@@ -82,7 +83,7 @@ def list_collections(state: StateDep) -> CollectionList:
     )
 
 
-@router.get("/documents", response_model=DocumentList)
+@router.get("/documents", response_model=DocumentList, responses=documented(400, 404, 422, 503))
 def list_documents(state: StateDep, collection: Collection = None) -> DocumentList:
     """Every document in the knowledge base, with its title and chunk count."""
     index = state.pipeline(collection).retriever.index
@@ -95,7 +96,11 @@ def list_documents(state: StateDep, collection: Collection = None) -> DocumentLi
     )
 
 
-@router.get("/documents/{source}", response_model=DocumentDetail)
+@router.get(
+    "/documents/{source}",
+    response_model=DocumentDetail,
+    responses=documented(400, 404, 422, 503),
+)
 def get_document(source: str, state: StateDep, collection: Collection = None) -> DocumentDetail:
     """One document's text (what citation offsets index into) and its chunks."""
     index = state.pipeline(collection).retriever.index
@@ -132,7 +137,7 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
     "/documents",
     response_model=DocumentUpdate,
     status_code=201,
-    responses={202: ACCEPTED},
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 413, 415, 422, 503)},
 )
 async def add_document(
     request: Request,
@@ -153,7 +158,11 @@ async def add_document(
     return await _queue(request, state, update, prefer)
 
 
-@router.put("/documents/{source}", response_model=DocumentUpdate, responses={202: ACCEPTED})
+@router.put(
+    "/documents/{source}",
+    response_model=DocumentUpdate,
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 413, 415, 422, 503)},
+)
 async def replace_document(
     request: Request,
     source: str,
@@ -170,7 +179,11 @@ async def replace_document(
     return await _queue(request, state, update, prefer)
 
 
-@router.delete("/documents/{source}", response_model=DocumentUpdate, responses={202: ACCEPTED})
+@router.delete(
+    "/documents/{source}",
+    response_model=DocumentUpdate,
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 415, 422, 503)},
+)
 async def remove_document(
     request: Request,
     source: str,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from service.api.deps import StateDep
 from service.api.errors import error_body
 from service.api.schemas.core import Health
+from service.api.schemas.errors import documented
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +23,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"description": "Not ready"}})
+@router.get("/readyz", response_model=Health, responses=documented(503))
 async def readyz(state: StateDep) -> Health | JSONResponse:
     """The index and model are loaded and questions can be answered."""
     if state.qa is None:

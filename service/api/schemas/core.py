@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ingest.metadata import normalize_date
 from ingest.names import normalize_name
 from service.answer.filters import period
+from service.api.schemas.errors import ErrorDetail
 
 MAX_QUESTION_CHARS = 2000
 
@@ -23,6 +24,17 @@ def _not_blank(value: str) -> str:
 Text = Annotated[
     str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)
 ]
+
+
+def _integral(value: object) -> object:
+    """20.0 → 20: JSON has one number type, and many clients write whole numbers as floats."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer, given as such or as a float with no fractional part (not as a string).
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 
 def _iso_date(value: str) -> str:
@@ -77,7 +89,7 @@ class AskRequest(_Strict):
     """A question, optionally with filters and the conversation so far."""
 
     question: Text
-    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
+    top_k: Integer | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
     filters: Filters | None = None
     collection: str | None = Field(
         None, max_length=40, description="Which knowledge base (default: `default`)."
@@ -90,7 +102,7 @@ class SearchRequest(_Strict):
     """A retrieval-only query."""
 
     query: Text
-    top_k: int = Field(10, ge=1, le=100)
+    top_k: Integer = Field(10, ge=1, le=100)
     filters: Filters | None = None
     collection: str | None = Field(
         None, max_length=40, description="Which knowledge base (default: `default`)."
@@ -250,20 +262,6 @@ class DocumentUpdate(BaseModel):
     embedded: int = Field(description="Chunks embedded by this update (only this document's).")
     documents: int = Field(description="Documents in the knowledge base now.")
     seconds: float
-
-
-class ErrorDetail(BaseModel):
-    """Why a request (or a queued update) failed."""
-
-    code: str
-    message: str
-    request_id: str | None = None
-
-
-class ErrorBody(BaseModel):
-    """The body of every error response."""
-
-    error: ErrorDetail
 
 
 class JobPublic(BaseModel):
