@@ -40,7 +40,14 @@ from ingest.errors import (
     LastDocumentError,
 )
 from ingest.limits import Budget
-from ingest.store import LoadedIndex, load_index, locked, read_manifest
+from ingest.store import (
+    LoadedIndex,
+    current_version,
+    load_index,
+    locked,
+    read_manifest,
+    remove_stale_versions,
+)
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
 
@@ -112,7 +119,8 @@ def update(
             vectors = np.vstack([vectors, fresh]).astype(np.float32)
             documents[source] = document
             embedded = len(new_chunks)
-        _remove_stale_uploads(corpus_dir)
+        for name in _remove_stale_uploads(corpus_dir):
+            log.warning("removed %s, left by an interrupted update", name)
         staged = stage_upload(corpus_dir, data) if data is not None else None
 
         def commit_corpus() -> None:
@@ -190,10 +198,31 @@ def stage_upload(corpus_dir: Path, data: bytes) -> Path:
     return staged
 
 
-def _remove_stale_uploads(corpus_dir: Path) -> None:
+def recover(corpus_dir: Path, index_dir: Path) -> list[str]:
+    """Remove what crashed writes left: staged uploads, unfinished or orphaned versions.
+
+    Run at startup. Skipped (returns []) while another process holds the write lock —
+    its files are not leftovers. Returns the names removed.
+    """
+    if not index_dir.is_dir():
+        return []
+    with locked(index_dir, wait=False) as held:
+        if not held:
+            log.info("%s is being written by another process; not tidied", index_dir)
+            return []
+        removed = _remove_stale_uploads(corpus_dir)
+        removed += remove_stale_versions(index_dir, keep=current_version(index_dir))
+    for name in removed:
+        log.warning("removed %s, left by an interrupted write", name)
+    return removed
+
+
+def _remove_stale_uploads(corpus_dir: Path) -> list[str]:
     """Delete files staged by updates that a crash interrupted (we hold the lock)."""
+    removed = []
     if corpus_dir.is_dir():
         for path in corpus_dir.iterdir():
             if STAGED.match(path.name):
-                log.warning("removing %s, left by an interrupted update", path)
                 path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed

@@ -100,6 +100,19 @@ class Settings(BaseSettings):
         "ZHICE_API_KEYS (without keys they are disabled).",
     )
     port: int = Field(8000, ge=0, le=65535, description="Port `zhice serve` binds.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's line and headers, from "
+        "connecting or from its previous response; a slower one is disconnected.",
+    )
+    keep_alive_timeout: int = Field(
+        5,
+        ge=1,
+        le=300,
+        description="Seconds an idle keep-alive connection is kept open.",
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (),
         description="Comma-separated API keys; when set, every endpoint but /healthz and "

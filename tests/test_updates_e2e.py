@@ -396,6 +396,10 @@ def _state(kb: Settings) -> tuple[set[str], str | None]:
 def _previous_state_is_served(kb: Settings, before: tuple[set[str], str | None]) -> None:
     assert _state(kb) == before
     with _serving(kb) as (_, url):
+        # What the killed write left (a staged upload, its unfinished version) is gone.
+        versions = [p.name for p in kb.index_dir.iterdir() if p.name.startswith(("v-", ".tmp"))]
+        assert versions == [before[1]]
+        assert not [p for p in kb.corpus_dir.iterdir() if p.name.startswith(".upload-")]
         assert _sources(url) == before[0]
         assert _ask(url, PDF_QUESTION)["refused"]
         assert not _ask(url, "北京市人工智能算力券实施方案是哪个部门出台的？")["refused"]

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest.store import check_index
+from ingest.update import recover
 from service.answer.build import build_qa
 from service.answer.qa import QA
 from service.api.errors import install_error_handlers
@@ -48,6 +49,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.writes_allowed():
             log.warning("%s", DISABLED)
+        for name in settings.collection_names():
+            collection = settings.collection(name)
+            recover(collection.corpus_dir, collection.index_dir)
         if qa is not None:
             state.qa = qa
             state.load_collections()
