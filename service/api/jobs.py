@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ JobStatus = Literal["queued", "running", "done", "failed"]
 # Finished jobs remembered for GET /jobs/{id}; older ones are forgotten first.
 KEEP_FINISHED = 1000
 _MAX_RETRY_AFTER = 300
+INGEST_NICE = 10
 
 
 @dataclass(eq=False)
@@ -78,13 +80,28 @@ class Admission:
             self._leave()
 
 
+def _yield_cpu() -> None:
+    """Lower this ingestion thread's CPU priority (nice 10), so questions come first.
+
+    On Linux a thread is a task with its own nice value, inherited by the threads it
+    starts — torch's workers for this thread's forward passes — so embedding an upload
+    takes the cores only when answering does not need them.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INGEST_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run as is
+        log.info("could not lower the ingestion thread's priority")
+
+
 class IngestQueue:
     """Runs document updates on `workers` threads, with at most `waiting` more queued."""
 
     def __init__(self, workers: int, waiting: int, *, keep: int = KEEP_FINISHED) -> None:
         self.workers = workers
         self.capacity = workers + waiting
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="zhice-ingest")
+        self._executor = ThreadPoolExecutor(
+            workers, thread_name_prefix="zhice-ingest", initializer=_yield_cpu
+        )
         self._lock = threading.Lock()
         self._admitted = 0
         self._jobs: OrderedDict[str, Job] = OrderedDict()
