@@ -144,14 +144,17 @@ class IngestQueue:
                 job.error, job.status = failure, "failed"
                 raise failure from exc
             finally:
-                self._seconds.append(time.perf_counter() - began)
+                with self._lock:  # read under the same lock by _retry_after
+                    self._seconds.append(time.perf_counter() - began)
                 admission.release()
 
         try:
             return self._executor.submit(run)
         except RuntimeError as exc:  # shutting down
             admission.release()
-            raise BusyError("the service is shutting down", self._retry_after()) from exc
+            with self._lock:
+                retry = self._retry_after()
+            raise BusyError("the service is shutting down", retry) from exc
 
     def get(self, job_id: str) -> Job | None:
         """A job by id, while it is remembered."""
@@ -170,7 +173,10 @@ class IngestQueue:
             self._admitted -= 1
 
     def _retry_after(self) -> int:
-        """Seconds until a place is likely free: the queue's length at recent job speed."""
+        """Seconds until a place is likely free: the queue's length at recent job speed.
+
+        Call with the lock held.
+        """
         mean = sum(self._seconds) / len(self._seconds)
         return max(1, min(_MAX_RETRY_AFTER, math.ceil(mean * self._admitted / self.workers)))
 
