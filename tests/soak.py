@@ -278,7 +278,7 @@ def kills(settings: Settings, trials: int) -> Rows:
             before = set(load_index(settings.index_dir, settings.embedding_model).documents)
             sender = threading.Thread(target=_quietly_upload, args=(url, name, data))
             sender.start()
-            time.sleep(random.uniform(0.05, 3.0))
+            time.sleep(random.uniform(0.05, 8.0))  # before, during or after the commit
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             sender.join()
