@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit model index bench eval clean browser
+.PHONY: run test lint unit model index bench eval clean browser soak
 
 run: index
 	$(BIN)/zhice serve --host $(HOST) --port $(PORT)
@@ -63,6 +63,13 @@ bench-cmrc: model
 
 bench: index
 	$(BIN)/python -m tests.bench
+
+# Abuse a real server on copies of the data (not part of `make test`): a DOCX bomb, an
+# upload flood, SOAK_SECONDS of 16 clients asking, SOAK_KILLS kill -9 trials.
+SOAK_SECONDS ?= 600
+SOAK_KILLS   ?= 20
+soak: index
+	$(BIN)/python -m tests.soak --ask-seconds $(SOAK_SECONDS) --kills $(SOAK_KILLS)
 
 clean:
 	rm -rf $(VENV) index .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 
+from ingest.limits import Budget
 from ingest.text import sentence_spans
-from ingest.types import FIELD_KEYS, PAGE_KEY, Chunk, ChunkKind, Document, page_at
+from ingest.types import FIELD_KEYS, PAGE_KEY, Chunk, ChunkKind, Document, Flag, page_at
 
 _ENDS_SENTENCE = tuple("。！？；!?;…：:，,")
 _MD_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
@@ -21,7 +22,7 @@ _NUMERIC = re.compile(r"^[\d.,%+\-eE]+$")
 class ChunkerParams:
     """Sizes in characters; recorded in the index manifest."""
 
-    version: int = 7  # bump when chunking logic changes, so indexes rebuild
+    version: int = 8  # bump when chunking logic changes, so indexes rebuild
     min_chars: int = 80
     max_chars: int = 220
     overlap_sentences: int = 1
@@ -32,16 +33,23 @@ class ChunkerParams:
 class _Line:
     start: int
     end: int
-    kind: str  # "blank" | "heading" | "text" | "table"
+    kind: str  # "blank" | "heading" | "text" | "table" | "cut" (a flagged sentence)
     cells: tuple[str, ...] = ()
+    flagged: bool = False  # a table row holding a flagged sentence: kept in place, not chunked
 
 
-def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> list[Chunk]:
+def chunk_document(
+    doc: Document, params: ChunkerParams = ChunkerParams(), budget: Budget | None = None
+) -> list[Chunk]:
     """Chunk one document; every chunk's text is exactly doc.text[start:end].
 
     A paged document's chunks carry the page their start is on as metadata["page"].
+    Past the `budget`'s chunk limit, DocumentTooLargeError stops the chunking. The
+    document's flagged sentences are in no chunk: prose is cut around them (no chunk
+    spans one), and a table row holding one is left out of its table.
     """
-    lines = _classify(doc.text, params)
+    budget = budget or Budget(doc.source)
+    lines = _classify(doc.text, params, doc.flags)
     pieces: list[tuple[int, int, ChunkKind, str, dict[str, str]]] = []
     i = 0
     heading = ""
@@ -51,17 +59,23 @@ def chunk_document(doc: Document, params: ChunkerParams = ChunkerParams()) -> li
             while j < len(lines) and lines[j].kind == "table":
                 j += 1
             if j - i < 2:  # a lone "row" (鲈形目|鲈亚目|笛鲷科) is prose, not a table
-                lines[i] = _Line(lines[i].start, lines[i].end, "text")
+                kind = "cut" if lines[i].flagged else "text"
+                lines[i] = _Line(lines[i].start, lines[i].end, kind)
                 continue
             caption = _caption(doc.text, lines, i)
             pieces.extend(_table_rows(doc.text, lines[i:j], caption))
+            budget.chunk(len(pieces))
             i = j
             continue
+        if lines[i].kind == "cut":
+            i += 1
+            continue
         j = i
-        while j < len(lines) and lines[j].kind != "table":
+        while j < len(lines) and lines[j].kind not in ("table", "cut"):
             j += 1
         for start, end, context in _pack_prose(doc.text, lines[i:j], params, heading):
             pieces.append((start, end, "text", context, {}))
+            budget.chunk(len(pieces))
         heading = _last_heading(doc.text, lines[i:j], heading)
         i = j
     return [_make_chunk(doc, n, piece) for n, piece in enumerate(pieces)]
@@ -88,7 +102,7 @@ def _make_chunk(
     return Chunk(**{**chunk.__dict__, "chunk_id": f"{doc.source}#{n}:{digest}"})
 
 
-def _classify(text: str, params: ChunkerParams) -> list[_Line]:
+def _classify(text: str, params: ChunkerParams, flags: Sequence[Flag] = ()) -> list[_Line]:
     lines: list[_Line] = []
     pos = 0
     for raw in text.split("\n"):
@@ -101,14 +115,39 @@ def _classify(text: str, params: ChunkerParams) -> list[_Line]:
             if not (stripped and lines and lines[-1].kind == "table"):
                 lines.append(_Line(start, end, "blank"))
         elif cells:
-            lines.append(_Line(start, end, "table", cells))
-        elif stripped.startswith("#") or (
-            len(stripped) <= params.heading_max_chars and not stripped.endswith(_ENDS_SENTENCE)
-        ):
-            lines.append(_Line(start, end, "heading"))
+            flagged = any(f.start < end and start < f.end for f in flags)
+            lines.append(_Line(start, end, "table", cells, flagged))
         else:
-            lines.append(_Line(start, end, "text"))
+            for piece_start, piece_end, cut in _pieces(start, end, flags):
+                if cut:
+                    lines.append(_Line(piece_start, piece_end, "cut"))
+                else:
+                    lines.append(_prose_line(text, piece_start, piece_end, params))
     return lines
+
+
+def _pieces(start: int, end: int, flags: Sequence[Flag]) -> Iterator[tuple[int, int, bool]]:
+    """A line as (start, end, is flagged) pieces: flagged sentences cut out of the rest."""
+    pos = start
+    for flag in flags:
+        if flag.start < end and pos < flag.end:
+            if pos < flag.start:
+                yield pos, flag.start, False
+            yield max(pos, flag.start), min(end, flag.end), True
+            pos = min(end, flag.end)
+    if pos < end or pos == start:
+        yield pos, end, False
+
+
+def _prose_line(text: str, start: int, end: int, params: ChunkerParams) -> _Line:
+    stripped = text[start:end].strip()
+    if not stripped:
+        return _Line(start, end, "blank")
+    if stripped.startswith("#") or (
+        len(stripped) <= params.heading_max_chars and not stripped.endswith(_ENDS_SENTENCE)
+    ):
+        return _Line(start, end, "heading")
+    return _Line(start, end, "text")
 
 
 def _cells(line: str) -> tuple[str, ...]:
@@ -134,6 +173,8 @@ def _caption(text: str, lines: list[_Line], first: int) -> str:
 def _table_rows(
     text: str, rows: list[_Line], caption: str
 ) -> Iterator[tuple[int, int, ChunkKind, str, dict[str, str]]]:
+    if rows[0].flagged:  # its header would name every row's fields
+        return
     names, body = list(rows[0].cells), rows[1:]
     # A two-line header: the second line starts blank and holds no figures.
     if body and not body[0].cells[0] and not any(_NUMERIC.search(c) for c in body[0].cells):
@@ -150,6 +191,8 @@ def _table_rows(
                 break
             values[k] = previous[k]
         previous = values
+        if row.flagged:
+            continue
         fields = {
             name: value for name, value in zip(header, values, strict=False) if name and value
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,32 @@ class SentenceTransformerEmbedder(Embedder):
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_passages(
+    embedder: Embedder,
+    texts: Sequence[str],
+    batch_size: int,
+    *,
+    before_batch: Callable[[], None] | None = None,
+    progress: bool = False,
+) -> Vectors:
+    """Embed passages in batches of similar length (little padding); rows in `texts` order.
+
+    `before_batch` runs before each batch — where a cancelled update stops.
+    """
+    from tqdm import tqdm
+
+    vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    with tqdm(total=len(texts), desc="embedding", unit="chunk", disable=not progress) as bar:
+        for lo in range(0, len(order), batch_size):
+            if before_batch is not None:
+                before_batch()
+            batch = order[lo : lo + batch_size]
+            vectors[batch] = embedder.embed_documents([texts[i] for i in batch])
+            bar.update(len(batch))
+    return vectors
 
 
 def load_embedder(name: str, cache_dir: Path, *, allow_download: bool = False) -> Embedder:

@@ -73,6 +73,13 @@ class ScannedPDFError(CorpusError):
     code = "scanned_pdf"
 
 
+class DocumentTooLargeError(CorpusError):
+    """A document whose text or chunks pass the per-document limits; refused while read."""
+
+    status = 413
+    code = "document_too_large"
+
+
 class InvalidSourceError(CorpusError):
     """A file name that cannot be a document name."""
 
@@ -98,6 +105,17 @@ class LastDocumentError(ZhiceError):
 
     status = 409
     code = "last_document"
+
+
+class UpdateCancelledError(ZhiceError):
+    """An update stopped before it was committed because its client went away.
+
+    Nobody receives this as an HTTP response (the client has gone; 499 is nginx's
+    "client closed request"); it is what `GET /jobs/{id}` shows for such a job.
+    """
+
+    status = 499
+    code = "cancelled"
 
 
 class ModelPreparationError(ZhiceError, RuntimeError):

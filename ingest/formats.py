@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from ingest.errors import (
-    CorpusError,
     EncryptedDocumentError,
     ScannedPDFError,
     UnreadableDocumentError,
+    ZhiceError,
 )
+from ingest.limits import Budget
 from ingest.text import clean, decode
+from ingest.wordml import Table, read_wordml
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,16 @@ class Extracted(NamedTuple):
     pages: tuple[int, ...] = ()
 
 
-def read_text(name: str, data: bytes) -> Extracted:
+def read_text(name: str, data: bytes, budget: Budget) -> Extracted:
     """Plain text or Markdown in UTF-8 (BOM or not), UTF-16 or GB18030/GBK."""
-    return Extracted(clean(_decode(name, data)))
+    # Every encoding read takes at most 4 bytes a character: refuse before decoding.
+    budget.expect(len(data) // 4)
+    text = clean(_decode(name, data))
+    budget.spend(len(text))
+    return Extracted(text)
 
 
-def read_pdf(name: str, data: bytes) -> Extracted:
+def read_pdf(name: str, data: bytes, budget: Budget) -> Extracted:
     """A PDF's text layer, pages joined by a blank line; scanned PDFs are refused."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
@@ -93,10 +99,10 @@ def read_pdf(name: str, data: bytes) -> Extracted:
                 raise EncryptedDocumentError(
                     f"{name} is password-protected; save an unprotected copy first"
                 )
-        texts = [
-            _unwrap(_fix_radicals(clean(page.extract_text() or "")).strip())
-            for page in reader.pages
-        ]
+        texts = []
+        for page in reader.pages:
+            texts.append(_unwrap(_fix_radicals(clean(page.extract_text() or "")).strip()))
+            budget.spend(len(texts[-1]) + len(PAGE_BREAK))
         title = reader.metadata.title if reader.metadata else None
     if not any(texts):
         raise ScannedPDFError(f"{name} has no text layer (scanned?); OCR it first")
@@ -108,24 +114,18 @@ def read_pdf(name: str, data: bytes) -> Extracted:
     return Extracted(PAGE_BREAK.join(texts), _real_title(title), tuple(starts))
 
 
-def read_docx(name: str, data: bytes) -> Extracted:
+def read_docx(name: str, data: bytes, budget: Budget) -> Extracted:
     """A Word document's body: paragraphs, `#` headings and pipe tables in order."""
-    from docx import Document as open_docx
-    from docx.table import Table
-
-    blocks: list[str] = []
     with _reading(name, "DOCX"):
         _check_expansion(name, data)
-        doc = open_docx(io.BytesIO(data))
-        for item in doc.iter_inner_content():
-            if isinstance(item, Table):
-                rows = [[cell.text for cell in row.cells] for row in item.rows]
-                blocks.append(_pipe_table(rows))
-                continue
-            style = (item.style.name if item.style else None) or ""
-            blocks.append(_heading(_docx_level(style), _squash(item.text)))
-        title = doc.core_properties.title
-    return Extracted(_BLOCK_BREAK.join(b for b in blocks if b), _real_title(title))
+        document = read_wordml(io.BytesIO(data), budget)
+    blocks = [
+        _pipe_table(block.rows)
+        if isinstance(block, Table)
+        else _heading(_docx_level(block.style), _squash(block.text))
+        for block in document.blocks
+    ]
+    return Extracted(_BLOCK_BREAK.join(b for b in blocks if b), _real_title(document.title))
 
 
 def _check_expansion(name: str, data: bytes) -> None:
@@ -138,7 +138,7 @@ def _check_expansion(name: str, data: bytes) -> None:
         )
 
 
-def read_html(name: str, data: bytes) -> Extracted:
+def read_html(name: str, data: bytes, budget: Budget) -> Extracted:
     """A web page's main text, without navigation, banners, footers, scripts or styles.
 
     The title is the first <h1> of the content, else <title>.
@@ -159,7 +159,8 @@ def read_html(name: str, data: bytes) -> Extracted:
     h1 = next(root.iter("h1"), None)
     title = _squash(h1.text_content()) if h1 is not None else ""
     return Extracted(
-        _BLOCK_BREAK.join(_html_blocks(root)), title or _squash(page.findtext(".//title") or "")
+        _BLOCK_BREAK.join(_html_blocks(root, budget)),
+        title or _squash(page.findtext(".//title") or ""),
     )
 
 
@@ -168,7 +169,7 @@ def _reading(name: str, kind: str) -> Iterator[None]:
     """Report a parser's failure on a damaged file as one clear error."""
     try:
         yield
-    except CorpusError:
+    except ZhiceError:  # ours already: too large, cancelled, encrypted …
         raise
     # Parsers fail on damaged input with many types (PdfReadError, BadZipFile, KeyError…).
     except Exception as exc:
@@ -228,7 +229,7 @@ def _heading(level: int, text: str) -> str:
 
 
 def _docx_level(style: str) -> int:
-    if style == "Title":
+    if style.lower() == "title":
         return 1
     match = _DOCX_HEADING.match(style)
     return int(match.group(1)) if match else 0
@@ -266,25 +267,29 @@ def _is_boilerplate(el: Any) -> bool:
     return not _CLASSES_DROP.isdisjoint(words)
 
 
-def _html_blocks(root: Any) -> list[str]:
+def _html_blocks(root: Any, budget: Budget) -> list[str]:
     """The text of a cleaned content root, one string per block, headings as `#` lines."""
     blocks: list[str] = []
     inline: list[str] = []
+
+    def add(block: str) -> None:
+        budget.spend(len(block) + len(_BLOCK_BREAK))
+        blocks.append(block)
 
     def flush() -> None:
         text = _squash("".join(inline))
         inline.clear()
         if text:
-            blocks.append(text)
+            add(text)
 
     def walk(el: Any) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""  # comments add no text
         if tag in _HEADINGS:
             flush()
-            blocks.append(_heading(int(tag[1]), _squash(el.text_content())))
+            add(_heading(int(tag[1]), _squash(el.text_content())))
         elif tag == "table" and _is_data_table(el):
             flush()
-            blocks.append(_pipe_table(_grid(el)))
+            add(_pipe_table(_grid(el)))
         elif tag:
             if tag in _HTML_BLOCKS:
                 flush()

@@ -10,10 +10,12 @@ from pathlib import Path, PurePath
 
 from ingest.errors import CorpusError, EmptyDocumentError, UnsupportedFormatError
 from ingest.formats import Extracted, read_docx, read_html, read_pdf, read_text
+from ingest.limits import Budget
 from ingest.metadata import document_metadata
+from ingest.screening import screen, screen_sentence
 from ingest.types import Document
 
-READERS: Mapping[str, Callable[[str, bytes], Extracted]] = {
+READERS: Mapping[str, Callable[[str, bytes, Budget], Extracted]] = {
     ".txt": read_text,
     ".md": read_text,
     ".markdown": read_text,
@@ -39,11 +41,12 @@ def load_document(path: Path) -> Document:
     return load_bytes(path.name, path.read_bytes())
 
 
-def load_bytes(name: str, data: bytes) -> Document:
+def load_bytes(name: str, data: bytes, budget: Budget | None = None) -> Document:
     """Read one report from its bytes, in the format its name's suffix says.
 
     The text is kept verbatim (line ends unified) for text files and extracted for
-    the others; empty, damaged, scanned and unknown files raise a CorpusError.
+    the others; empty, damaged, scanned and unknown files raise a CorpusError, and
+    text past the `budget` (default: unlimited) DocumentTooLargeError as it is read.
     """
     suffix = PurePath(name).suffix.lower()
     reader = READERS.get(suffix)
@@ -54,10 +57,12 @@ def load_bytes(name: str, data: bytes) -> Document:
         )
     if not data:
         raise EmptyDocumentError(f"{name} is empty")
-    text, title, pages = reader(name, data)
+    text, title, pages = reader(name, data, budget or Budget(name))
     if not text.strip():
         raise EmptyDocumentError(f"{name} holds no text")
     title = title or guess_title(text, PurePath(name).stem)
+    if screen_sentence(title) is not None:  # a title is shown with every citation
+        title = PurePath(name).stem
     return Document(
         source=name,
         title=title,
@@ -65,6 +70,7 @@ def load_bytes(name: str, data: bytes) -> Document:
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=document_metadata(text, title),
         pages=pages,
+        flags=screen(text),
     )
 
 

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ingest.build import analysis, build_version
 from ingest.chunking import chunk_document
-from ingest.embedding import Embedder, Vectors
+from ingest.embedding import Embedder, Vectors, embed_passages
 from ingest.errors import CorpusError, ZhiceError
 from ingest.loaders import corpus_files, load_document
 from ingest.store import (
@@ -164,14 +163,9 @@ def _embed(
             vectors[i] = old
         else:
             todo.append(i)
-    # Similar lengths batch together, so little padding is computed.
-    todo.sort(key=lambda i: len(chunks[i].search_text))
-    bar = tqdm(total=len(todo), desc="embedding", unit="chunk", disable=not progress)
-    for lo in range(0, len(todo), batch_size):
-        batch = todo[lo : lo + batch_size]
-        vectors[batch] = embedder.embed_documents([chunks[i].search_text for i in batch])
-        bar.update(len(batch))
-    bar.close()
+    texts = [chunks[i].search_text for i in todo]
+    if todo:
+        vectors[todo] = embed_passages(embedder, texts, batch_size, progress=progress)
     return vectors, len(todo)
 
 

@@ -134,13 +134,20 @@ class LoadedIndex:
 
 
 @contextmanager
-def locked(index_dir: Path) -> Iterator[None]:
-    """Hold the index directory's write lock (across threads and processes)."""
+def locked(index_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the index directory's write lock (across threads and processes).
+
+    Yields True once held; with `wait=False`, yields False at once if another holds it.
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -211,7 +218,7 @@ def write_index(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_old_versions(index_dir, keep=version)
+    remove_stale_versions(index_dir, keep=version)
     return final
 
 
@@ -276,10 +283,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_old_versions(index_dir: Path, keep: str) -> None:
+def remove_stale_versions(index_dir: Path, keep: str | None) -> list[str]:
+    """Delete every version but `keep`, unfinished ones and stray links; call under the lock.
+
+    Returns the names removed.
+    """
+    removed = []
     for entry in index_dir.iterdir():
         stale = entry.name.startswith(("v-", ".tmp-", f".{CURRENT}-")) and entry.name != keep
         if stale and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         elif stale:
             entry.unlink(missing_ok=True)
+        if stale:
+            removed.append(entry.name)
+    return removed

@@ -8,6 +8,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ChunkKind = Literal["text", "table_row"]
+FlagReason = Literal["instruction", "solicitation"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A sentence of a document that is kept out of every chunk, answer and citation.
+
+    `instruction`: addressed to an assistant (忽略以上指令, 你现在是…); `solicitation`:
+    asks for personal data or payment with a contact address.
+    """
+
+    start: int
+    end: int
+    reason: FlagReason
 
 
 @dataclass(frozen=True)
@@ -15,7 +29,8 @@ class Document:
     """A loaded report: its normalised text is what every offset indexes into.
 
     `pages` holds, for a paged format (PDF), the offset in `text` where each page
-    starts: page n+1 starts at pages[n]. Other formats have none.
+    starts: page n+1 starts at pages[n]. Other formats have none. `flags` are the
+    sentences screened out at ingest, in text order.
     """
 
     source: str
@@ -24,10 +39,13 @@ class Document:
     sha256: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     pages: tuple[int, ...] = ()
+    flags: tuple[Flag, ...] = ()
 
     def __post_init__(self) -> None:
-        # Read back from documents.jsonl the offsets arrive as a list.
+        # Read back from documents.jsonl the offsets arrive as a list, flags as dicts.
         object.__setattr__(self, "pages", tuple(self.pages))
+        flags = tuple(f if isinstance(f, Flag) else Flag(**f) for f in self.flags)
+        object.__setattr__(self, "flags", flags)
 
 
 # The chunk metadata key of a paged document's page number (1-based, as a string).

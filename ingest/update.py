@@ -6,7 +6,7 @@ statistics span the whole corpus (tokenising takes about 0.3 ms a chunk). The co
 directory stays the source of truth that `zhice ingest` reads, so an update writes the
 file there too, in this order, under an exclusive lock on the index directory:
 
-1. the new file is staged beside the corpus (`.<source>.upload`), fsynced;
+1. the new file is staged beside the corpus (`.upload-<random>.tmp`), fsynced;
 2. the new index version is written (nothing points at it yet);
 3. the staged file replaces (or the removal deletes) the corpus file;
 4. the `current` link moves to the new version — the moment readers see the change.
@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import time
-import unicodedata
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,28 +32,30 @@ import numpy as np
 
 from ingest.build import build_version
 from ingest.chunking import chunk_document
-from ingest.embedding import Embedder
+from ingest.embedding import Embedder, embed_passages
 from ingest.errors import (
     DocumentExistsError,
     DocumentNotFoundError,
     EmptyDocumentError,
-    InvalidSourceError,
     LastDocumentError,
-    UnsupportedFormatError,
 )
-from ingest.loaders import SUFFIXES
-from ingest.store import LoadedIndex, load_index, locked, read_manifest
+from ingest.limits import Budget
+from ingest.store import (
+    LoadedIndex,
+    current_version,
+    load_index,
+    locked,
+    read_manifest,
+    remove_stale_versions,
+)
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
 
 log = logging.getLogger(__name__)
 
 Action = Literal["add", "replace", "remove"]
-STAGED = re.compile(r"^\..+\.upload$")
-MAX_SOURCE_CHARS = 200
-# Characters a source name may not contain: separators, controls, and what shells,
-# URLs and Windows file systems treat specially.
-_FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|#%]')
+# Staged uploads are named by a random id, never by the document's name.
+STAGED = re.compile(r"^\.upload-[0-9a-f]{32}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -68,30 +70,6 @@ class UpdateResult:
     index: LoadedIndex
 
 
-def source_name(filename: str) -> str:
-    """The document name for an uploaded file name: its base name, checked.
-
-    Names with a directory part (`../x.txt`, `/etc/x.txt`, `a\\b.txt`), hidden names,
-    control characters or an unsupported suffix are rejected, not silently altered,
-    so a citation's `source` is always exactly the name the operator chose.
-    """
-    name = unicodedata.normalize("NFC", filename).strip()
-    if not name or name in {".", ".."} or _FORBIDDEN.search(name):
-        raise InvalidSourceError(
-            f"file name {filename!r} must be a plain file name without a directory part, "
-            'control characters or any of / \\ : * ? " < > | # %'
-        )
-    if name.startswith("."):
-        raise InvalidSourceError(f"file name {filename!r} must not start with a dot")
-    if len(name) > MAX_SOURCE_CHARS:
-        raise InvalidSourceError(f"file name longer than {MAX_SOURCE_CHARS} characters")
-    if Path(name).suffix.lower() not in SUFFIXES:
-        raise UnsupportedFormatError(
-            f"{name!r}: unsupported file type; supported: {', '.join(sorted(SUFFIXES))}"
-        )
-    return name
-
-
 def update(
     corpus_dir: Path,
     index_dir: Path,
@@ -103,6 +81,8 @@ def update(
     data: bytes | None = None,
     *,
     tokenizer: Tokenizer | None = None,
+    budget: Budget | None = None,
+    batch_size: int = 16,
     crash_before_switch: Callable[[], None] | None = None,
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
@@ -110,11 +90,14 @@ def update(
     `corpus_dir` and `index_dir` are a collection's directories, `model` the embedding
     model's name the index must have been built with. `document` and `data` (the file's
     bytes, written to the corpus) are needed to add or replace. Pass the service's
-    loaded `tokenizer` to save loading jieba's dictionaries (half a second).
+    loaded `tokenizer` to save loading jieba's dictionaries (half a second). The
+    `budget` limits the document's chunks, and its `stop` cancels the update at the
+    next batch of `batch_size` passages, or just before the commit — never after.
     `crash_before_switch` runs between writing the new state and making it current — a
     hook for tests that kill the process there.
     """
     began = time.perf_counter()
+    budget = budget or Budget(source)
     with locked(index_dir):
         old = _current(index_dir, model, action)
         documents = {s: d for s, d in old.documents.items() if s != source} if old else {}
@@ -127,18 +110,21 @@ def update(
             vectors = old.vectors.vectors()[kept]
         embedded = 0
         if document is not None:
-            new_chunks = chunk_document(document)
+            new_chunks = chunk_document(document, budget=budget)
             if not new_chunks:
                 raise EmptyDocumentError(f"{source}: no text to index")
-            fresh = embedder.embed_documents([c.search_text for c in new_chunks])
+            texts = [c.search_text for c in new_chunks]
+            fresh = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
             chunks += new_chunks
             vectors = np.vstack([vectors, fresh]).astype(np.float32)
             documents[source] = document
             embedded = len(new_chunks)
-        _remove_stale_uploads(corpus_dir)
-        staged = _stage(corpus_dir, source, data) if data is not None else None
+        for name in _remove_stale_uploads(corpus_dir):
+            log.warning("removed %s, left by an interrupted update", name)
+        staged = stage_upload(corpus_dir, data) if data is not None else None
 
         def commit_corpus() -> None:
+            budget.check()  # the last moment an update can be called off
             target = corpus_dir / source
             if staged is not None:
                 os.replace(staged, target)
@@ -201,10 +187,10 @@ def _check(
             )
 
 
-def _stage(corpus_dir: Path, source: str, data: bytes) -> Path:
-    """Write the bytes beside the corpus, durably, under a name loaders never read."""
+def stage_upload(corpus_dir: Path, data: bytes) -> Path:
+    """Write the bytes beside the corpus, durably, under a random name loaders never read."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    staged = corpus_dir / f".{source}.upload"
+    staged = corpus_dir / f".upload-{uuid.uuid4().hex}.tmp"
     with open(staged, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -212,10 +198,31 @@ def _stage(corpus_dir: Path, source: str, data: bytes) -> Path:
     return staged
 
 
-def _remove_stale_uploads(corpus_dir: Path) -> None:
+def recover(corpus_dir: Path, index_dir: Path) -> list[str]:
+    """Remove what crashed writes left: staged uploads, unfinished or orphaned versions.
+
+    Run at startup. Skipped (returns []) while another process holds the write lock —
+    its files are not leftovers. Returns the names removed.
+    """
+    if not index_dir.is_dir():
+        return []
+    with locked(index_dir, wait=False) as held:
+        if not held:
+            log.info("%s is being written by another process; not tidied", index_dir)
+            return []
+        removed = _remove_stale_uploads(corpus_dir)
+        removed += remove_stale_versions(index_dir, keep=current_version(index_dir))
+    for name in removed:
+        log.warning("removed %s, left by an interrupted write", name)
+    return removed
+
+
+def _remove_stale_uploads(corpus_dir: Path) -> list[str]:
     """Delete files staged by updates that a crash interrupted (we hold the lock)."""
+    removed = []
     if corpus_dir.is_dir():
         for path in corpus_dir.iterdir():
             if STAGED.match(path.name):
-                log.warning("removing %s, left by an interrupted update", path)
                 path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.embedding import DEFAULT_MODEL
+from ingest.limits import Limits
 from service.errors import InvalidCollectionError
 
 DEFAULT_COLLECTION = "default"
@@ -99,8 +101,25 @@ class Settings(BaseSettings):
         description="JSON-lines file that POST /feedback (the chat page's 👍/👎) appends to; "
         "unset: `feedback.jsonl` beside the index directory.",
     )
-    host: str = Field("127.0.0.1", description="Address `zhice serve` binds.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `zhice serve` binds; beyond loopback, document updates need "
+        "ZHICE_API_KEYS (without keys they are disabled).",
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port `zhice serve` binds.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's line and headers, from "
+        "connecting or from its previous response; a slower one is disconnected.",
+    )
+    keep_alive_timeout: int = Field(
+        5,
+        ge=1,
+        le=300,
+        description="Seconds an idle keep-alive connection is kept open.",
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (),
         description="Comma-separated API keys; when set, every endpoint but /healthz and "
@@ -120,11 +139,51 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest document upload (POST/PUT /documents); larger ones get 413.",
     )
+    max_document_chars: int = Field(
+        500_000,
+        ge=1,
+        description="Characters of text an uploaded document may hold (about 250 pages); "
+        "counted while it is read, and a larger one is refused then with 413 "
+        "`document_too_large`.",
+    )
+    max_document_chunks: int = Field(
+        5_000,
+        ge=1,
+        description="Chunks an uploaded document may make (about two minutes of embedding "
+        "on two cores); counted while it is chunked, past it 413 `document_too_large`.",
+    )
+    ingest_workers: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Threads that run document updates (POST/PUT/DELETE /documents); they "
+        "take turns on the index lock, so more than one only overlaps reading and embedding.",
+    )
+    ingest_queue: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="Document updates that may wait for an ingestion thread; beyond them an "
+        "update is refused at once with 503 `busy` and Retry-After.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Comma-separated origins browsers may call from (`*` for any); "
         "empty: no CORS headers.",
     )
+
+    def writes_allowed(self) -> bool:
+        """Whether document updates are served: with API keys, or on loopback only."""
+        if self.api_keys or self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
+
+    def limits(self) -> Limits:
+        """The per-document limits of live updates."""
+        return Limits(chars=self.max_document_chars, chunks=self.max_document_chunks)
 
     def collection(self, name: str | None) -> Settings:
         """These settings with the corpus and index of collection `name` (None: default)."""

@@ -11,6 +11,7 @@ from ingest.errors import (
     CorpusError,
     DocumentExistsError,
     DocumentNotFoundError,
+    DocumentTooLargeError,
     EmptyDocumentError,
     EncryptedDocumentError,
     IndexIncompatibleError,
@@ -22,6 +23,7 @@ from ingest.errors import (
     ScannedPDFError,
     UnreadableDocumentError,
     UnsupportedFormatError,
+    UpdateCancelledError,
     ZhiceError,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "CorpusError",
     "DocumentExistsError",
     "DocumentNotFoundError",
+    "DocumentTooLargeError",
     "EmptyDocumentError",
     "EncryptedDocumentError",
     "IndexIncompatibleError",
@@ -40,6 +43,7 @@ __all__ = [
     "ScannedPDFError",
     "UnreadableDocumentError",
     "UnsupportedFormatError",
+    "UpdateCancelledError",
     "ZhiceError",
 ]
 
@@ -137,3 +141,21 @@ class InvalidCollectionError(ZhiceError):
 
     status = 400
     code = "invalid_collection"
+
+
+class BusyError(ZhiceError):
+    """The document-update queue is full; `retry_after` is a guess at when it will not be."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WritesDisabledError(ZhiceError):
+    """Document updates on a service reachable beyond loopback without API keys."""
+
+    status = 403
+    code = "writes_disabled"

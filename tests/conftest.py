@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from service.answer.build import build_qa, embedder_for
 from service.answer.qa import QA
 from service.api.app import create_app
 from service.config import Settings
-from tests.fakes import HashEmbedder
+from tests.fakes import GatedEmbedder, HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -124,3 +125,25 @@ def live_server(real_settings: Settings) -> Iterator[str]:
     with running(create_app(real_settings)) as url:
         wait_for(url, "/readyz")
         yield url
+
+
+@dataclass
+class Gated:
+    """A live server whose document updates wait at `embedder.gate` until a test opens it."""
+
+    url: str
+    embedder: GatedEmbedder
+    settings: Settings
+
+
+@pytest.fixture
+def gated(fake_settings: Settings) -> Iterator[Gated]:
+    """A real server over a private corpus copy: one ingestion thread, two places waiting."""
+    settings = Settings(**(fake_settings.model_dump() | {"ingest_queue": 2}))
+    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
+    embedder = GatedEmbedder()
+    with running(create_app(settings, qa=build_qa(settings, embedder))) as url:
+        try:
+            yield Gated(url, embedder, settings)
+        finally:
+            embedder.gate.set()  # let the ingestion thread finish before the server stops

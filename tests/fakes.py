@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,3 +38,25 @@ class HashEmbedder(Embedder):
     def embedded(self) -> int:
         """Texts embedded so far."""
         return sum(self.calls)
+
+
+class GatedEmbedder(HashEmbedder):
+    """Embeds passages only once `gate` is set, so a test can hold an update mid-way.
+
+    Questions are embedded at once; `holding` is set while an update waits at the gate.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.holding = threading.Event()
+        self.passage_batches = 0
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Passages wait for the gate; then everything is embedded as HashEmbedder does."""
+        if any(t.startswith(self.document_prompt) for t in texts):
+            self.passage_batches += 1
+            self.holding.set()
+            if not self.gate.wait(timeout=120):
+                raise TimeoutError("the test never opened the gate")
+        return super().embed_batch(texts)

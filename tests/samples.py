@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import io
+import zipfile
 from collections.abc import Sequence
 
 import docx
@@ -68,4 +70,28 @@ def docx_bytes(
                 grid.cell(r, c).text = value
     out = io.BytesIO()
     document.save(out)
+    return out.getvalue()
+
+
+# One paragraph of text in WordprocessingML; 1,850,000 of them make the 546 KB DOCX that
+# unpacks to 150 MB of the issue.
+BOMB_PARAGRAPH = "<w:p><w:r><w:t>大模型政策推动人工智能产业发展。</w:t></w:r></w:p>".encode()
+
+
+def docx_bomb(paragraph: bytes = BOMB_PARAGRAPH, paragraphs: int = 1_850_000) -> bytes:
+    """A real DOCX whose body repeats one paragraph: small on the wire, huge unpacked."""
+    source = zipfile.ZipFile(io.BytesIO(docx_bytes([])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename != "word/document.xml":
+                archive.writestr(copy.copy(info), data)
+                continue
+            head, _, tail = data.partition(b"<w:body>")
+            with archive.open("word/document.xml", "w") as body:
+                body.write(head + b"<w:body>")
+                for _ in range(paragraphs // 1000):
+                    body.write(paragraph * 1000)
+                body.write(tail)
     return out.getvalue()

@@ -20,8 +20,9 @@ from service.answer.qa import QA
 from service.api.app import create_app
 from service.api.middleware.paths import PathSet, route_path
 from service.api.middleware.ratelimit import TokenBucket
-from service.api.middleware.requestid import RequestIdFilter, uvicorn_log_config
+from service.api.middleware.requestid import RequestIdFilter
 from service.api.middleware.security import BodySizeMiddleware
+from service.api.server import uvicorn_log_config
 from service.config import Settings
 from tests.conftest import free_port, running, wait_for
 
@@ -539,7 +540,9 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_access_and_app_logs_carry_the_request_id(fake_qa_settings: Settings, fake_qa: QA) -> None:
+def test_access_and_app_logs_carry_the_request_id_but_no_query(
+    fake_qa_settings: Settings, fake_qa: QA
+) -> None:
     settings = _settings(fake_qa_settings, api_keys=KEY)
     config = uvicorn.Config(
         create_app(settings, qa=fake_qa),
@@ -559,10 +562,13 @@ def test_access_and_app_logs_carry_the_request_id(fake_qa_settings: Settings, fa
     try:
         wait_for(url, "/healthz")
         httpx.get(f"{url}/documents", headers={"X-Request-ID": "log-me-1"})
+        httpx.get(f"{url}/documents?collection=secret-7f3a&q=身份证", headers=_bearer(KEY))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
     access = streams["uvicorn.access"].getvalue()
     assert re.search(r'"GET /documents HTTP/1.1" 401 Unauthorized \[log-me-1\]', access), access
+    # Query strings may carry personal data or tokens: the path only, marked.
+    assert '"GET /documents?… HTTP/1.1" 404' in access and "secret-7f3a" not in access
     app_log = streams[""].getvalue()
     assert "[log-me-1] no API key" in app_log and KEY not in app_log

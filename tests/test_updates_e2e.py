@@ -312,7 +312,13 @@ def test_concurrent_updates_never_corrupt_the_index(server: str, kb: Settings) -
     results: dict[str, int] = {}
 
     def add(name: str) -> None:
-        results[name] = _upload(server, name, texts[name].encode()).status_code
+        # More uploads than the queue holds: the rest are told when to come back.
+        response = _upload(server, name, texts[name].encode())
+        while response.status_code == 503:
+            assert response.json()["error"]["code"] == "busy"
+            time.sleep(int(response.headers["retry-after"]))
+            response = _upload(server, name, texts[name].encode())
+        results[name] = response.status_code
 
     threads = [threading.Thread(target=add, args=(n,)) for n in names]
     threads += [threading.Thread(target=add, args=(names[0],))]  # the same name twice
@@ -390,6 +396,10 @@ def _state(kb: Settings) -> tuple[set[str], str | None]:
 def _previous_state_is_served(kb: Settings, before: tuple[set[str], str | None]) -> None:
     assert _state(kb) == before
     with _serving(kb) as (_, url):
+        # What the killed write left (a staged upload, its unfinished version) is gone.
+        versions = [p.name for p in kb.index_dir.iterdir() if p.name.startswith(("v-", ".tmp"))]
+        assert versions == [before[1]]
+        assert not [p for p in kb.corpus_dir.iterdir() if p.name.startswith(".upload-")]
         assert _sources(url) == before[0]
         assert _ask(url, PDF_QUESTION)["refused"]
         assert not _ask(url, "北京市人工智能算力券实施方案是哪个部门出台的？")["refused"]

@@ -11,14 +11,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest.store import check_index
+from ingest.update import recover
 from service.answer.build import build_qa
 from service.answer.qa import QA
 from service.api.errors import install_error_handlers
+from service.api.jobs import IngestQueue
 from service.api.middleware.metrics import Metrics, MetricsMiddleware
+from service.api.middleware.paths import NormalizedPathMiddleware
 from service.api.middleware.ratelimit import Clock
 from service.api.middleware.requestid import RequestIdMiddleware
 from service.api.middleware.security import install_guards
-from service.api.routes import ask, chat, documents, feedback, health, widget
+from service.api.middleware.writes import DISABLED, WritesMiddleware
+from service.api.routes import ask, chat, documents, feedback, health, jobs, widget
+from service.api.schemas.errors import EVERYWHERE, documented
 from service.api.state import AppState
 from service.config import Settings
 from service.errors import ZhiceError
@@ -33,10 +38,20 @@ def create_app(
 
     `clock` drives the rate limiter, so tests can move time without sleeping.
     """
-    state = AppState(settings=settings or Settings(), metrics=Metrics())
+    settings = settings or Settings()
+    state = AppState(
+        settings=settings,
+        metrics=Metrics(),
+        jobs=IngestQueue(settings.ingest_workers, settings.ingest_queue),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.writes_allowed():
+            log.warning("%s", DISABLED)
+        for name in settings.collection_names():
+            collection = settings.collection(name)
+            recover(collection.corpus_dir, collection.index_dir)
         if qa is not None:
             state.qa = qa
             state.load_collections()
@@ -47,22 +62,29 @@ def create_app(
             # answers at once and /readyz says 503 until it is done.
             check_index(state.settings.index_dir, state.settings.embedding_model)
             threading.Thread(target=_load, args=(state,), daemon=True, name="zhice-load").start()
-        yield
+        try:
+            yield
+        finally:
+            state.jobs.shutdown()
 
     app = FastAPI(
         title="zhice 知策",
         summary="Cited answers from Chinese policy and industry reports.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=documented(*EVERYWHERE),
     )
     app.state.zhice = state
     install_error_handlers(app)
-    # From the outside in: request id, metrics (so rejections are counted), CORS, body
-    # size, API key, rate limit. add_middleware wraps what is there, so inner goes first.
+    # From the outside in: path normalisation, request id, metrics (so rejections are
+    # counted), CORS, body size, API key, rate limit, write admission. add_middleware
+    # wraps what is there, so inner goes first.
+    app.add_middleware(WritesMiddleware, queue=state.jobs, allowed=settings.writes_allowed())
     install_guards(app, state.settings, clock)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(RequestIdMiddleware)
-    for module in (ask, chat, documents, feedback, health, widget):
+    app.add_middleware(NormalizedPathMiddleware)
+    for module in (ask, chat, documents, feedback, health, jobs, widget):
         app.include_router(module.router)
     widget.mount_static(app)
     return app

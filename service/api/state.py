@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ingest.store import LoadedIndex, current_version, load_index, read_manifest
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.api.jobs import IngestQueue
 from service.api.middleware.metrics import Metrics
 from service.config import DEFAULT_COLLECTION, Settings
 from service.errors import NotReadyError, UnknownCollectionError, ZhiceError
@@ -27,6 +28,7 @@ class AppState:
 
     settings: Settings
     metrics: Metrics
+    jobs: IngestQueue
     qa: QA | None = None
     collections: dict[str, QA] = field(default_factory=dict)
     failure: str | None = None

@@ -67,7 +67,7 @@ def ingest(settings: Settings, force: bool) -> None:
 def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None) -> None:
     """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live."""
     from ingest.loaders import load_bytes, with_stated
-    from ingest.update import source_name
+    from ingest.names import source_name
 
     source = source_name(path.name)
     data = path.read_bytes()
@@ -81,7 +81,7 @@ def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None
 @errors_to_exit
 def remove(settings: Settings, source: str) -> None:
     """Remove one document from the index (and the corpus), live."""
-    from ingest.update import source_name
+    from ingest.names import source_name
 
     _update(settings, "remove", source_name(source), None, None)
 

@@ -20,12 +20,10 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from service.api.app import create_app
-    from service.api.middleware.requestid import uvicorn_log_config
+    from service.api.server import uvicorn_config, uvicorn_log_config
 
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_level="info",
-        log_config=uvicorn_log_config(logging.getLogger().level),
-    )
+    # The app decides from the address whether document updates need a key.
+    given = {"host": host or settings.host, "port": settings.port if port is None else port}
+    settings = settings.model_copy(update=given)
+    log_config = uvicorn_log_config(logging.getLogger().level)
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, log_config=log_config)).run()

@@ -1,11 +1,35 @@
-"""Prometheus metrics, one registry per app so several apps can live in one process."""
+"""Prometheus metrics, one registry per app so several apps can live in one process.
+
+Every label value comes from a fixed set — methods from the standard ones, routes from
+the app's route templates, statuses from the standard codes, "other" or "unmatched"
+for anything else — so no client can grow the exposition by inventing values (a
+counter per made-up method would be a memory leak and a scrape-size attack).
+"""
 
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+_STATUSES = frozenset(str(status.value) for status in HTTPStatus)
+OTHER = "other"
+UNMATCHED = "unmatched"
+
+
+def labels(scope: Scope, status: int) -> tuple[str, str, str]:
+    """(method, route, status) labels of a request, each from a fixed set."""
+    method = scope["method"] if scope["method"] in METHODS else OTHER
+    route = getattr(scope.get("route"), "path", None)
+    code = str(status)
+    return (
+        method,
+        route if isinstance(route, str) else UNMATCHED,
+        code if code in _STATUSES else OTHER,
+    )
 
 
 class Metrics:
@@ -61,6 +85,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            method, route, code = labels(scope, status)
+            self.metrics.requests.labels(method, route, code).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - began)

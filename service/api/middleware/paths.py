@@ -1,10 +1,13 @@
-"""Path allow-lists for the middleware (which paths skip auth or rate limiting)."""
+"""Paths for the middleware: which skip auth or rate limiting, which are writes, and their
+one Unicode normalisation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ingest.names import normalize_name
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,33 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+# Where documents are uploaded, replaced and removed (POST /documents, PUT and DELETE
+# /documents/{source}).
+UPLOADS = PathSet(frozenset({"/documents"}), ("/documents/",))
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
+
+
+def is_write(scope: Scope) -> bool:
+    """Whether a request changes the knowledge base (a document update)."""
+    return scope["method"] in WRITE_METHODS and route_path(scope) in UPLOADS
+
+
+class NormalizedPathMiddleware:
+    """Normalises every request path to NFC before anything routes on it (pure ASGI).
+
+    A document name may arrive decomposed (é as e + U+0301) from one client and
+    precomposed from another; the upload's file name is normalised too, so GET, PUT and
+    DELETE of either spelling reach the same document.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = normalize_name(scope["path"])
+            if path != scope["path"]:
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 import uuid
 from contextvars import ContextVar
-from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,24 +71,3 @@ class RequestIdFilter(logging.Filter):
         """Annotate the record; never drops it."""
         record.request_id = REQUEST_ID.get() or "-"
         return True
-
-
-def uvicorn_log_config(level: int = logging.INFO) -> dict[str, Any]:
-    """uvicorn's logging config with the request id in access, error and app log lines."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"request_id": {"()": RequestIdFilter}}
-    formatters = config["formatters"]
-    formatters["default"]["fmt"] = (
-        "%(asctime)s %(levelprefix)s %(name)s [%(request_id)s] %(message)s"
-    )
-    formatters["access"]["fmt"] = (
-        '%(asctime)s %(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
-        " [%(request_id)s]"
-    )
-    for handler in config["handlers"].values():
-        handler["filters"] = ["request_id"]
-    # zhice's own loggers propagate to the root logger: give it the same handler.
-    config["root"] = {"handlers": ["default"], "level": level}
-    return config

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_body
-from service.api.middleware.paths import PathSet, route_path
+from service.api.middleware.paths import UPLOADS, PathSet, route_path
 from service.api.middleware.ratelimit import (
     CLIENT_SCOPE_KEY,
     Clock,
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 # Reachable without a key: probes, and the chat page with its files (service/routes/
 # widget.py), which hold no data — the page sends the key with its own API calls.
 # /docs and /openapi.json stay behind the key on purpose: the schema is a map of the API.
-# Where document uploads go (POST /documents, PUT /documents/{source}).
-UPLOADS = PathSet(frozenset({"/documents"}), ("/documents/",))
 PUBLIC = PathSet(frozenset({"/healthz", "/readyz"})).with_paths(
     "/", "/widget.js", prefixes=("/static/",)
 )

@@ -18,12 +18,13 @@ from service.api.schemas.core import (
     SearchRequest,
     SearchResponse,
 )
+from service.api.schemas.errors import documented
 from service.api.views import public_citations
 
 router = APIRouter(tags=["questions"])
 
 
-@router.post("/ask", response_model=AskResponse)
+@router.post("/ask", response_model=AskResponse, responses=documented(400, 404, 413, 422, 503))
 def ask(body: AskRequest, state: StateDep) -> AskResponse:
     """Answer a question with citations to exact spans, or refuse when unsupported."""
     qa = state.pipeline(body.collection)
@@ -50,7 +51,9 @@ def ask(body: AskRequest, state: StateDep) -> AskResponse:
     )
 
 
-@router.post("/search", response_model=SearchResponse)
+@router.post(
+    "/search", response_model=SearchResponse, responses=documented(400, 404, 413, 422, 503)
+)
 def search(body: SearchRequest, state: StateDep) -> SearchResponse:
     """Retrieve passages (hybrid by default) without composing an answer."""
     qa = state.pipeline(body.collection)

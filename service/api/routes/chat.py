@@ -30,6 +30,7 @@ from service.api.schemas.chat import (
     ZhiceInfo,
 )
 from service.api.schemas.core import MAX_QUESTION_CHARS, CitationPublic
+from service.api.schemas.errors import documented
 from service.api.views import public_citations
 from service.errors import InvalidRequestError, NotFoundError, UnsupportedError
 
@@ -56,7 +57,7 @@ def list_models() -> ModelList:
     return ModelList(object="list", data=[_card()])
 
 
-@router.get("/models/{model_id}", response_model=ModelCard)
+@router.get("/models/{model_id}", response_model=ModelCard, responses=documented(404, 422))
 def get_model(model_id: str) -> ModelCard:
     """One model by id."""
     if model_id != MODEL_ID:
@@ -67,7 +68,10 @@ def get_model(model_id: str) -> ModelCard:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "stream: true"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "stream: true"},
+        **documented(400, 404, 413, 422, 503),
+    },
 )
 def chat_completions(
     body: ChatRequest,

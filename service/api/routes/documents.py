@@ -6,15 +6,18 @@ a collection that does not exist yet creates it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 
-from ingest.loaders import load_bytes, with_stated
-from ingest.types import Document
-from ingest.update import Action, source_name, update
+from ingest.names import source_name
 from service.api.deps import StateDep
+from service.api.jobs import Job
+from service.api.middleware.writes import admission_of
 from service.api.schemas.core import (
     ChunkPublic,
     CollectionList,
@@ -23,7 +26,11 @@ from service.api.schemas.core import (
     DocumentList,
     DocumentSummary,
     DocumentUpdate,
+    FlaggedSentence,
+    JobPublic,
 )
+from service.api.schemas.errors import documented
+from service.api.updates import UpdateRequest, apply_update
 from service.config import DEFAULT_COLLECTION
 from service.errors import NotFoundError
 
@@ -47,9 +54,20 @@ Stated = Annotated[dict[str, str | None], Depends(_stated)]
 FileField = Annotated[
     UploadFile, File(description="The document: PDF, DOCX, HTML, Markdown or TXT.")
 ]
+Prefer = Annotated[
+    str | None,
+    Header(
+        description="`respond-async` (RFC 7240): answer 202 with the queued job at once "
+        "(see GET /jobs/{id}) instead of waiting for the update to finish."
+    ),
+]
+ACCEPTED: dict[str, Any] = {
+    "model": JobPublic,
+    "description": "Queued (with `Prefer: respond-async`); `Location` is the job.",
+}
 
 
-@router.get("/collections", response_model=CollectionList)
+@router.get("/collections", response_model=CollectionList, responses=documented(503))
 def list_collections(state: StateDep) -> CollectionList:
     """Every collection served, with its document and chunk counts."""
     served = {DEFAULT_COLLECTION: state.pipeline(), **state.collections}
@@ -65,7 +83,7 @@ def list_collections(state: StateDep) -> CollectionList:
     )
 
 
-@router.get("/documents", response_model=DocumentList)
+@router.get("/documents", response_model=DocumentList, responses=documented(400, 404, 422, 503))
 def list_documents(state: StateDep, collection: Collection = None) -> DocumentList:
     """Every document in the knowledge base, with its title and chunk count."""
     index = state.pipeline(collection).retriever.index
@@ -78,7 +96,11 @@ def list_documents(state: StateDep, collection: Collection = None) -> DocumentLi
     )
 
 
-@router.get("/documents/{source}", response_model=DocumentDetail)
+@router.get(
+    "/documents/{source}",
+    response_model=DocumentDetail,
+    responses=documented(400, 404, 422, 503),
+)
 def get_document(source: str, state: StateDep, collection: Collection = None) -> DocumentDetail:
     """One document's text (what citation offsets index into) and its chunks."""
     index = state.pipeline(collection).retriever.index
@@ -102,79 +124,108 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
             for c in index.chunks
             if c.source == source
         ],
+        flagged=[
+            FlaggedSentence(
+                start=f.start, end=f.end, reason=f.reason, text=doc.text[f.start : f.end]
+            )
+            for f in doc.flags
+        ],
     )
 
 
-@router.post("/documents", response_model=DocumentUpdate, status_code=201)
-def add_document(
+@router.post(
+    "/documents",
+    response_model=DocumentUpdate,
+    status_code=201,
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 413, 415, 422, 503)},
+)
+async def add_document(
+    request: Request,
     file: FileField,
     state: StateDep,
     stated: Stated,
     collection: Collection = None,
-) -> DocumentUpdate:
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
     """Add a document (multipart field `file`); its `source` is its file name.
 
-    Only this document is chunked and embedded; it answers questions once this returns.
+    Only this document is chunked and embedded; it answers questions once this returns
+    (or, with `Prefer: respond-async`, once its job is done).
     """
     source = source_name(file.filename or "")
-    return _apply(state, collection, "add", source, _read(source, file, stated))
+    data = await file.read()
+    update = UpdateRequest(collection, "add", source, data, stated)
+    return await _queue(request, state, update, prefer)
 
 
-@router.put("/documents/{source}", response_model=DocumentUpdate)
-def replace_document(
+@router.put(
+    "/documents/{source}",
+    response_model=DocumentUpdate,
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 413, 415, 422, 503)},
+)
+async def replace_document(
+    request: Request,
     source: str,
     file: FileField,
     state: StateDep,
     stated: Stated,
     collection: Collection = None,
-) -> DocumentUpdate:
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
     """Replace a document's content (and metadata) under its existing name."""
     source = source_name(source)
-    state.pipeline(collection)  # the collection must exist
-    return _apply(state, collection, "replace", source, _read(source, file, stated))
+    data = await file.read()
+    update = UpdateRequest(collection, "replace", source, data, stated)
+    return await _queue(request, state, update, prefer)
 
 
-@router.delete("/documents/{source}", response_model=DocumentUpdate)
-def remove_document(source: str, state: StateDep, collection: Collection = None) -> DocumentUpdate:
-    """Remove a document; it never appears in results again."""
-    state.pipeline(collection)  # the collection must exist
-    return _apply(state, collection, "remove", source_name(source), None)
-
-
-def _read(source: str, file: UploadFile, stated: dict[str, str | None]) -> tuple[Document, bytes]:
-    data = file.file.read()
-    return with_stated(load_bytes(source, data), stated), data
-
-
-def _apply(
-    state: StateDep,
-    collection: str | None,
-    action: Action,
+@router.delete(
+    "/documents/{source}",
+    response_model=DocumentUpdate,
+    responses={202: ACCEPTED, **documented(400, 403, 404, 409, 415, 422, 503)},
+)
+async def remove_document(
+    request: Request,
     source: str,
-    upload: tuple[Document, bytes] | None,
-) -> DocumentUpdate:
-    settings = state.settings.collection(collection)
-    loaded = state.pipeline().retriever  # one model and tokeniser serve every collection
-    document, data = upload if upload else (None, None)
-    result = update(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings.embedding_model,
-        loaded.embedder,
-        action,
-        source,
-        document,
-        data,
-        tokenizer=loaded.tokenizer,
+    state: StateDep,
+    collection: Collection = None,
+    prefer: Prefer = None,
+) -> DocumentUpdate | JSONResponse:
+    """Remove a document; it never appears in results again."""
+    update = UpdateRequest(collection, "remove", source_name(source))
+    return await _queue(request, state, update, prefer)
+
+
+async def _queue(
+    request: Request, state: StateDep, update: UpdateRequest, prefer: str | None
+) -> DocumentUpdate | JSONResponse:
+    """Queue the update; wait for it, or answer 202 with its job when asked to."""
+    job = Job(update.action, update.source, update.collection)
+    work = partial(apply_update, state, update, job.stop)
+    queued = state.jobs.submit(admission_of(request.scope), job, work)
+    if not _respond_async(prefer):
+        done = asyncio.wrap_future(queued)
+        gone: asyncio.Future[Any] = asyncio.ensure_future(_disconnect(request))
+        await asyncio.wait([done, gone], return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            job.stop.set()  # the client has gone: stop the work before it is committed
+        gone.cancel()
+        return await done
+    location = str(request.url_for("get_job", job_id=job.id))
+    return JSONResponse(
+        job.public().model_dump(),
+        status_code=202,
+        headers={"Location": location, "Preference-Applied": "respond-async"},
     )
-    state.install(result.index, collection)
-    chunks = sum(1 for c in result.index.chunks if c.source == source)
-    return DocumentUpdate(
-        action=action,
-        source=source,
-        title=document.title if document else None,
-        chunks=chunks,
-        embedded=result.embedded,
-        documents=len(result.index.documents),
-        seconds=round(result.seconds, 3),
-    )
+
+
+async def _disconnect(request: Request) -> None:
+    """Return once the client has closed the connection (the body is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _respond_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240) asks for `respond-async`."""
+    tokens = (p.split(";")[0].split("=")[0].strip().lower() for p in (prefer or "").split(","))
+    return "respond-async" in tokens

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.deps import StateDep
 from service.api.feedback import Feedback, FeedbackLog
 from service.api.schemas.core import MAX_QUESTION_CHARS, Text
+from service.api.schemas.errors import documented
 from service.config import Settings
 
 router = APIRouter(tags=["feedback"])
@@ -62,7 +63,12 @@ def feedback_path(settings: Settings) -> Path:
 FeedbackLogDep = Annotated[FeedbackLog, Depends(get_feedback_log)]
 
 
-@router.post("/feedback", response_model=FeedbackRecorded, status_code=201)
+@router.post(
+    "/feedback",
+    response_model=FeedbackRecorded,
+    status_code=201,
+    responses=documented(400, 413, 422, 503),
+)
 def feedback(body: FeedbackRequest, log: FeedbackLogDep) -> FeedbackRecorded:
     """Record a 👍 (`up`) or 👎 (`down`) on an answer, with an optional comment."""
     comment = body.comment.strip() if body.comment else None

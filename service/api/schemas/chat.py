@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from service.api.chat_text import FinishReason
-from service.api.schemas.core import CitationPublic
+from service.api.schemas.core import CitationPublic, Integer
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 32_000
@@ -62,19 +62,21 @@ class ChatRequest(_Strict):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1, description="Cuts the answer (estimated tokens).")
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: Integer | None = Field(
+        None, ge=1, description="Cuts the answer (estimated tokens)."
+    )
+    max_completion_tokens: Integer | None = Field(None, ge=1)
     stop: str | list[str] | None = Field(None, description="Cut the answer before these.")
-    n: int | None = Field(None, ge=1, description="Only 1 is supported.")
+    n: Integer | None = Field(None, ge=1, description="Only 1 is supported.")
     # Accepted and ignored: the extractive answer is deterministic.
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
+    seed: Integer | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: Integer | None = Field(None, ge=0, le=20)
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ingest.metadata import normalize_date
+from ingest.names import normalize_name
 from service.answer.filters import period
+from service.api.schemas.errors import ErrorDetail
 
 MAX_QUESTION_CHARS = 2000
 
@@ -22,6 +24,17 @@ def _not_blank(value: str) -> str:
 Text = Annotated[
     str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)
 ]
+
+
+def _integral(value: object) -> object:
+    """20.0 → 20: JSON has one number type, and many clients write whole numbers as floats."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer, given as such or as a float with no fractional part (not as a string).
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 
 def _iso_date(value: str) -> str:
@@ -48,7 +61,9 @@ class Filters(_Strict):
     document's second; a chunk without a value for a filtered field is left out.
     """
 
-    source: list[str] | None = Field(None, min_length=1, max_length=100)
+    source: list[Annotated[str, AfterValidator(normalize_name)]] | None = Field(
+        None, min_length=1, max_length=100, description="Document names (normalised to NFC)."
+    )
     department: Name | None = Field(None, description="Issuing department, matched as a substring.")
     region: Name | None = Field(None, description="Province or city; 广东 matches 广东省.")
     date_from: IsoDate | None = Field(None, description="Earliest date, inclusive.")
@@ -74,7 +89,7 @@ class AskRequest(_Strict):
     """A question, optionally with filters and the conversation so far."""
 
     question: Text
-    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
+    top_k: Integer | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
     filters: Filters | None = None
     collection: str | None = Field(
         None, max_length=40, description="Which knowledge base (default: `default`)."
@@ -87,7 +102,7 @@ class SearchRequest(_Strict):
     """A retrieval-only query."""
 
     query: Text
-    top_k: int = Field(10, ge=1, le=100)
+    top_k: Integer = Field(10, ge=1, le=100)
     filters: Filters | None = None
     collection: str | None = Field(
         None, max_length=40, description="Which knowledge base (default: `default`)."
@@ -198,6 +213,18 @@ class ChunkPublic(BaseModel):
     metadata: dict[str, str]
 
 
+class FlaggedSentence(BaseModel):
+    """A sentence screened out at ingest: in no chunk, answer or citation."""
+
+    start: int
+    end: int
+    reason: Literal["instruction", "solicitation"] = Field(
+        description="instruction: addressed to an assistant (忽略以上指令, 你现在是…); "
+        "solicitation: asks for personal data or payment with a contact address."
+    )
+    text: str = Field(description="The sentence, `text[start:end]`.")
+
+
 class DocumentDetail(BaseModel):
     """A document's full text: chunk and citation offsets index into `text`."""
 
@@ -206,6 +233,9 @@ class DocumentDetail(BaseModel):
     text: str
     metadata: dict[str, str]
     chunks: list[ChunkPublic]
+    flagged: list[FlaggedSentence] = Field(
+        default_factory=list, description="Sentences kept out of the index, in text order."
+    )
 
 
 class CollectionSummary(BaseModel):
@@ -223,7 +253,7 @@ class CollectionList(BaseModel):
 
 
 class DocumentUpdate(BaseModel):
-    """What an upload, replacement or removal did; the change is live when this returns."""
+    """What an upload, replacement or removal did; the change is live once this is shown."""
 
     action: Literal["add", "replace", "remove"]
     source: str = Field(description="The document's name, as citations show it.")
@@ -232,6 +262,18 @@ class DocumentUpdate(BaseModel):
     embedded: int = Field(description="Chunks embedded by this update (only this document's).")
     documents: int = Field(description="Documents in the knowledge base now.")
     seconds: float
+
+
+class JobPublic(BaseModel):
+    """A document update in the ingestion queue: `result` once done, `error` once failed."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    action: Literal["add", "replace", "remove"]
+    source: str
+    collection: str | None
+    result: DocumentUpdate | None = None
+    error: ErrorDetail | None = None
 
 
 class Health(BaseModel):

@@ -1,0 +1,369 @@
+"""`make soak`: abuse a real server on copies of the data, and print what it withstood.
+
+Not part of `make test` (it takes minutes and its figures are timings). Against
+`zhice serve` in a child process, on a private copy of the corpus and index:
+
+1. a DOCX bomb (546 KB that unpacks to 150 MB): status, seconds, peak memory added;
+2. an upload flood, twice: 50 concurrent 5 MB uploads while probes and questions run
+   — the p50/p99 of /healthz and /ask during it, and every upload's status and
+   seconds — once with `Expect: 100-continue`, once sending bodies first;
+3. 16 clients asking questions for `--ask-seconds` (default 600);
+4. `--kills` (default 20) kill -9 trials: an upload under way, the server killed at a
+   random moment, restarted, and checked: the document whole or absent, no leftovers.
+
+    python -m tests.soak [--ask-seconds 600] [--kills 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ingest.store import current_version, load_index
+from service.config import Settings
+from service.eval.evaluation import read_questions
+from tests.bench import percentiles, start_server
+from tests.conftest import CORPUS, QUESTIONS, ROOT
+from tests.samples import docx_bomb, docx_bytes
+
+FLOOD = 50
+FLOOD_BYTES = 5 * 1024 * 1024
+ASK_CLIENTS = 16
+PROMPT_SECONDS = 2.0  # what "answered at once" means for a refused or queued upload
+Rows = list[tuple[str, str]]
+
+
+@dataclass
+class Probe:
+    """Requests a thread sends again and again until stopped; latencies in ms."""
+
+    url: str
+    call: Callable[[httpx.Client], httpx.Response]
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, pause: float = 0.0) -> threading.Thread:
+        """Start probing in a thread."""
+
+        def loop() -> None:
+            with httpx.Client(base_url=self.url, timeout=30) as http:
+                while not self.stop.is_set():
+                    began = time.perf_counter()
+                    try:
+                        status = self.call(http).status_code
+                    except httpx.HTTPError as exc:
+                        self.failures[type(exc).__name__] += 1
+                        continue
+                    self.latencies.append((time.perf_counter() - began) * 1000)
+                    if status != 200:
+                        self.failures[str(status)] += 1
+                    time.sleep(pause)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+
+def _figures(latencies: list[float]) -> str:
+    if not latencies:
+        return "no answers"
+    p50, _, p99 = percentiles(latencies)
+    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} requests)"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bomb(url: str, pid: int) -> Rows:
+    """Upload the 546 KB DOCX that unpacks to 150 MB; how fast and how much memory."""
+    data = docx_bomb()
+    before = _peak_rss_mb(pid)
+    began = time.perf_counter()
+    files = {"file": ("bomb.docx", data)}
+    response = httpx.post(f"{url}/documents", files=files, timeout=120)
+    seconds = time.perf_counter() - began
+    added = _peak_rss_mb(pid) - before
+    code = response.json().get("error", {}).get("code", "")
+    unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    return [
+        (
+            f"DOCX bomb ({len(data) / 1e3:.0f} KB → {unpacked / 1e6:.0f} MB)",
+            f"{response.status_code} {code} in {seconds:.2f} s; peak RSS +{added:.0f} MB",
+        )
+    ]
+
+
+def _flood_document(n: int) -> bytes:
+    """A real 5 MB DOCX: a few dozen paragraphs to index, and 5 MB of media beside them."""
+    paragraphs = [f"第{n}号洪峰文件第{k}条：示范项目建设与保障措施说明。" for k in range(40)]
+    out = io.BytesIO(docx_bytes(paragraphs, heading=f"第{n}号洪峰文件"))
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
+        archive.writestr("word/media/scan.bin", os.urandom(FLOOD_BYTES))
+    return out.getvalue()
+
+
+def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
+    """50 concurrent 5 MB uploads while /healthz and /ask are probed.
+
+    With `expect_continue` the uploads send `Expect: 100-continue` (as curl does for
+    large bodies) and their bodies only once told to; else, as httpx and browsers do,
+    the whole body first — so a refused upload's answer waits for its own sending.
+    """
+    documents = [_flood_document(n) for n in range(FLOOD)]
+    prefix = "expecting" if expect_continue else "eager"
+    health = Probe(url, lambda http: http.get("/healthz"))
+    ask = Probe(url, lambda http: http.post("/ask", json={"question": random.choice(questions)}))
+    threads = [health.run(pause=0.02), ask.run()]
+    time.sleep(1)
+    start = threading.Barrier(FLOOD)
+    send = _post_expecting_continue if expect_continue else _post
+
+    def upload(n: int) -> tuple[int, float, str | None]:
+        request = httpx.Request(
+            "POST",
+            f"{url}/documents",
+            files={"file": (f"{prefix}-{n}.docx", documents[n])},
+            headers={"Prefer": "respond-async"},
+        )
+        request.read()
+        start.wait()
+        began = time.perf_counter()
+        try:
+            status, body = send(request)
+        except OSError as exc:
+            return 0, time.perf_counter() - began, type(exc).__name__
+        job = str(json.loads(body)["id"]) if status == 202 else None
+        return status, time.perf_counter() - began, job
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(FLOOD) as pool:
+        answers = list(pool.map(upload, range(FLOOD)))
+    jobs = [job for status, _, job in answers if status == 202 and job]
+    outcomes = Counter(_finish(url, job) for job in jobs)
+    drained = time.perf_counter() - began
+    health.stop.set()
+    ask.stop.set()
+    for thread in threads:
+        thread.join()
+
+    statuses = Counter(status for status, _, _ in answers)
+    prompt = sum(1 for s, secs, _ in answers if s in (202, 429, 503) and secs <= PROMPT_SECONDS)
+    seconds = sorted(secs for _, secs, _ in answers)
+    how = "Expect: 100-continue" if expect_continue else "bodies sent first"
+    return [
+        (
+            f"flood: {FLOOD} × {FLOOD_BYTES // 2**20} MB uploads ({how})",
+            ", ".join(f"{n}× {s}" for s, n in sorted(statuses.items())),
+        ),
+        (
+            f"  answered 2xx/429/503 within {PROMPT_SECONDS:.0f} s",
+            f"{prompt} of {FLOOD} (median {seconds[FLOOD // 2]:.2f} s, "
+            f"slowest {seconds[-1]:.2f} s)",
+        ),
+        (
+            "  queued jobs",
+            ", ".join(f"{n} {o}" for o, n in outcomes.items()) + f"; all done in {drained:.1f} s",
+        ),
+        ("  /healthz during the flood", _figures(health.latencies) + _failed(health)),
+        ("  /ask during the flood", _figures(ask.latencies) + _failed(ask)),
+    ]
+
+
+def _post(request: httpx.Request) -> tuple[int, bytes]:
+    with httpx.Client(timeout=60) as http:
+        response = http.send(request)
+    return response.status_code, response.content
+
+
+def _post_expecting_continue(request: httpx.Request) -> tuple[int, bytes]:
+    """POST over a socket with `Expect: 100-continue`: the body goes only after a 100."""
+    headers = dict(request.headers) | {"expect": "100-continue", "connection": "close"}
+    head = f"POST {request.url.raw_path.decode()} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
+    )
+    with socket.create_connection((request.url.host, request.url.port or 80), timeout=60) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        reader = sock.makefile("rb")
+        status, length = _response_head(reader)
+        if status == 100:
+            sock.sendall(request.content)
+            status, length = _response_head(reader)
+        return status, reader.read(length)
+
+
+def _response_head(reader: Any) -> tuple[int, int]:
+    """The status and Content-Length of the next response head."""
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, length
+
+
+def _finish(url: str, job: str) -> str:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{url}/jobs/{job}", timeout=30).json()
+        if body["status"] in ("done", "failed"):
+            return str(body["status"] if body["status"] == "done" else body["error"]["code"])
+        time.sleep(0.2)
+    return "unfinished"
+
+
+def _failed(probe: Probe) -> str:
+    return f"; failures: {dict(probe.failures)}" if probe.failures else "; no failures"
+
+
+def ask_load(url: str, questions: list[str], seconds: float) -> Rows:
+    """16 clients asking for `seconds`."""
+    probes = [
+        Probe(url, lambda http: http.post("/ask", json={"question": random.choice(questions)}))
+        for _ in range(ASK_CLIENTS)
+    ]
+    began = time.perf_counter()
+    threads = [probe.run() for probe in probes]
+    time.sleep(seconds)
+    for probe in probes:
+        probe.stop.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    latencies = [ms for probe in probes for ms in probe.latencies]
+    failures = sum((probe.failures for probe in probes), Counter[str]())
+    return [
+        (
+            f"/ask, {ASK_CLIENTS} clients for {seconds:.0f} s",
+            f"{len(latencies) / elapsed:.1f} queries/s; {_figures(latencies)}; "
+            f"failures: {dict(failures) or 0}",
+        )
+    ]
+
+
+def kills(settings: Settings, trials: int) -> Rows:
+    """kill -9 while an upload is under way; restart; the document is whole or absent."""
+    outcomes: Counter[str] = Counter()
+    problems: list[str] = []
+    proc, url, _ = start_server(settings)
+    try:
+        for trial in range(trials):
+            name = f"kill-{trial}.docx"
+            paragraphs = [f"第{trial}次断电试验第{k}条：算力调度保障要求。" for k in range(120)]
+            data = docx_bytes(paragraphs, heading=f"第{trial}次断电试验")
+            before = set(load_index(settings.index_dir, settings.embedding_model).documents)
+            sender = threading.Thread(target=_quietly_upload, args=(url, name, data))
+            sender.start()
+            time.sleep(random.uniform(0.05, 8.0))  # before, during or after the commit
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            sender.join()
+            proc, url, _ = start_server(settings)
+            outcome, problem = _after_kill(settings, url, name, before)
+            outcomes[outcome] += 1
+            if problem:
+                problems.append(f"trial {trial}: {problem}")
+    finally:
+        proc.kill()
+        proc.wait()
+    return [
+        (
+            f"kill -9 during uploads, {trials} trials",
+            ", ".join(f"{n} {o}" for o, n in outcomes.items()) + f"; inconsistent: {len(problems)}",
+        )
+    ] + [("  problem", p) for p in problems]
+
+
+def _quietly_upload(url: str, name: str, data: bytes) -> None:
+    try:
+        httpx.post(f"{url}/documents", files={"file": (name, data)}, timeout=120)
+    except httpx.HTTPError:
+        pass  # the server was killed under it
+
+
+def _after_kill(settings: Settings, url: str, name: str, before: set[str]) -> tuple[str, str]:
+    """("whole" or "absent", what is wrong if anything) once the server has restarted."""
+    served = {d["source"] for d in httpx.get(f"{url}/documents", timeout=30).json()["documents"]}
+    index = load_index(settings.index_dir, settings.embedding_model)
+    leftovers = [p.name for p in settings.corpus_dir.iterdir() if p.name.startswith(".upload-")]
+    leftovers += [
+        p.name
+        for p in settings.index_dir.iterdir()
+        if p.name.startswith(("v-", ".tmp-")) and p.name != current_version(settings.index_dir)
+    ]
+    if leftovers:
+        return "leftovers", f"not removed at startup: {leftovers}"
+    if len(index.chunks) != len(index.vectors) or set(index.manifest.corpus) != set(
+        index.documents
+    ):
+        return "inconsistent", "index files disagree"
+    if served == before | {name}:
+        chunks = [c for c in index.chunks if c.source == name]
+        text = index.documents[name].text
+        if not chunks or any(text[c.start : c.end] != c.text for c in chunks):
+            return "partial", f"{name} served with broken chunks"
+        return "whole", ""
+    if served == before:
+        return "absent", ""
+    return "inconsistent", f"served {sorted(served ^ before)}"
+
+
+def main() -> None:
+    """Run every scenario and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ask-seconds", type=float, default=600)
+    parser.add_argument("--kills", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="zhice-soak-"))
+    shutil.copytree(CORPUS, workdir / "corpus")
+    shutil.copytree(ROOT / "index", workdir / "index", symlinks=True)
+    settings = Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
+    questions = [q.question for q in read_questions(QUESTIONS)]
+    rows: Rows = []
+    proc, url, startup = start_server(settings)
+    try:
+        rows.append(("startup to ready", f"{startup:.1f} s"))
+        rows += bomb(url, proc.pid)
+        rows += flood(url, questions, expect_continue=True)
+        rows += flood(url, questions, expect_continue=False)
+        rows += ask_load(url, questions, args.ask_seconds)
+        rows.append(("server peak RSS", f"{_peak_rss_mb(proc.pid):.0f} MB"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    try:
+        rows += kills(settings, args.kills)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    width = max(len(name) for name, _ in rows)
+    print(f"{'measure':<{width}}  value")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
