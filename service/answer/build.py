@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 def embedder_for(settings: Settings) -> Embedder:
     """The configured embedding model (converted on first use if it is the default)."""
     return load_embedder(
-        settings.embedding_model, settings.model_cache_dir, allow_download=settings.model_download
+        settings.embedding_model,
+        settings.model_cache_dir,
+        allow_download=settings.model_download,
+        backend=settings.embedding_backend,
     )
 
 
@@ -40,12 +43,13 @@ def llm_for(settings: Settings) -> LLMComposer | None:
 def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
     """Load the index and model once and wire the question-answering pipeline."""
     began = time.perf_counter()
-    check_index(settings.index_dir, settings.embedding_model)  # fail fast, before the model
+    # Fail fast, before the model loads.
+    check_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
     # The model's imports and weights take most of start-up; read the index and the
     # tokeniser's dictionaries meanwhile.
     with ThreadPoolExecutor(1, thread_name_prefix="zhice-model") as pool:
         loading = pool.submit(lambda: embedder or embedder_for(settings))
-        index = load_index(settings.index_dir, settings.embedding_model)
+        index = load_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
         tokenizer = Tokenizer()
         model = BatchingEmbedder(loading.result())
     model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
