@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from ingest.embedding import Embedder, load_embedder
 from ingest.store import LoadedIndex, check_index, load_index
@@ -19,6 +21,7 @@ from service.answer.threshold import threshold
 from service.config import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def embedder_for(settings: Settings) -> Embedder:
@@ -48,11 +51,26 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
     # The model's imports and weights take most of start-up; read the index and the
     # tokeniser's dictionaries meanwhile.
     with ThreadPoolExecutor(1, thread_name_prefix="zhice-model") as pool:
-        loading = pool.submit(lambda: embedder or embedder_for(settings))
-        index = load_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
-        tokenizer = Tokenizer()
-        model = BatchingEmbedder(loading.result())
-    model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
+        loading = pool.submit(_timed, lambda: embedder or embedder_for(settings))
+        index, index_seconds = _timed(
+            lambda: load_index(
+                settings.index_dir, settings.embedding_model, settings.embedding_backend
+            )
+        )
+        tokenizer, tokenizer_seconds = _timed(Tokenizer)
+        loaded, model_seconds = loading.result()
+        model = BatchingEmbedder(loaded)
+    # The first forward pass initialises kernels; not a user's.
+    _, warm_seconds = _timed(lambda: model.embed_query("预热"))
+    log.info(
+        "start-up parts: index %.2f s and jieba %.2f s while the %s model loaded in %.2f s; "
+        "warm-up %.2f s",
+        index_seconds,
+        tokenizer_seconds,
+        model.backend,
+        model_seconds,
+        warm_seconds,
+    )
     faq = FAQ(settings.faq_path, model, threshold(settings, "faq_threshold"), tokenizer.anchors)
     qa = QA(*_read_path(settings, index, model, tokenizer), faq, llm_for(settings))
     log.info(
@@ -68,6 +86,11 @@ def with_index(qa: QA, index: LoadedIndex, settings: Settings) -> QA:
     """The same pipeline (model, tokeniser, FAQ, LLM) over another version of the index."""
     retriever = qa.retriever
     return QA(*_read_path(settings, index, retriever.embedder, retriever.tokenizer), qa.faq, qa.llm)
+
+
+def _timed(load: Callable[[], T]) -> tuple[T, float]:
+    began = time.perf_counter()
+    return load(), time.perf_counter() - began
 
 
 def _read_path(
