@@ -33,7 +33,10 @@ BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
 # Which vectors may share an index: fp32 ONNX reproduces torch (cosine ≥ 0.9999), int8
 # moves a vector by up to ~0.006 in cosine, enough to reorder close neighbours.
 _VECTORS = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
-# intra-op threads of an ONNX session: the machine's two cores (see README, Benchmarks).
+# intra-op threads of an ONNX session: both of this machine's cores, their workers sleeping
+# rather than spinning between operators. Measured with other load on the machine (README,
+# Benchmarks), 2 sleeping threads beat 1 and 2 spinning ones for single queries and for 8
+# concurrent clients alike; spinning workers steal the cores the rest of the request needs.
 ONNX_THREADS = 2
 # Texts per forward pass: sorted by length first, so little padding is computed.
 _ONNX_BATCH = 32
@@ -129,6 +132,7 @@ class OnnxEmbedder(Embedder):
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3  # errors only: no per-node placement notes
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]

@@ -183,6 +183,16 @@ def test_padding_and_batch_neighbours_leave_a_vector_unchanged(onnx: Embedder) -
 
 
 @pytest.mark.e2e
+def test_int8_vectors_move_with_their_batch_within_tolerance(int8: Embedder) -> None:
+    """Dynamic quantisation scales activations per batch, padding included: a vector
+    depends a little on its neighbours (measured ≥ 0.995), never beyond the tolerance."""
+    short, long = "query: 算力券是什么？", check_texts()[-1]
+    alone = int8.embed_batch([short])[0]
+    beside = int8.embed_batch([long, short])[1]
+    assert INT8_MIN_COSINE <= float(alone @ beside) < 1.0 - 1e-7
+
+
+@pytest.mark.e2e
 def test_export_manifest_records_the_check(export: OnnxExport) -> None:
     assert set(export.files) == {"onnx", "onnx-int8"}
     for backend, least in export.min_cosine.items():
