@@ -237,8 +237,8 @@ def check_index(index_dir: Path, model: str, backend: str = "torch") -> Manifest
     if not same_vectors(manifest.backend, backend):
         raise IndexIncompatibleError(
             f"index in {index_dir} was built with embedding backend {manifest.backend!r}, whose "
-            f"vectors differ from {backend!r}'s (ZHICE_EMBEDDING_BACKEND): run `zhice ingest` "
-            f"to rebuild it, or set ZHICE_EMBEDDING_BACKEND={manifest.backend}"
+            f"vectors differ from those of {backend!r} (ZHICE_EMBEDDING_BACKEND): run `zhice "
+            f"ingest` to rebuild it, or set ZHICE_EMBEDDING_BACKEND={manifest.backend}"
         )
     return manifest
 
