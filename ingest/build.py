@@ -32,12 +32,14 @@ def build_version(
     chunks: Sequence[Chunk],
     vectors: Vectors,
     began: float,
+    backend: str = "torch",
     tokenizer: Tokenizer | None = None,
     before_switch: Callable[[], None] | None = None,
 ) -> LoadedIndex:
     """Index `chunks` (row i of `vectors` is chunk i) and make the version current.
 
-    `began` is the `perf_counter` time the build started, for the manifest. Pass a
+    `began` is the `perf_counter` time the build started, and `backend` the embedding
+    backend that made the vectors, both for the manifest. Pass a
     loaded `tokenizer` to save loading jieba's dictionaries; `before_switch` runs once
     the version is on disk, just before it becomes current (see `write_index`).
     """
@@ -55,6 +57,7 @@ def build_version(
         index_type=vector_index.kind,
         built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         build_seconds=round(time.perf_counter() - began, 3),
+        backend=backend,
     )
     path = write_index(
         index_dir,

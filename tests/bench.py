@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,7 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, floa
         **os.environ,
         "ZHICE_INDEX_DIR": str(settings.index_dir),
         "ZHICE_CORPUS_DIR": str(settings.corpus_dir),
+        "ZHICE_EMBEDDING_BACKEND": settings.embedding_backend,
     }
     began = time.perf_counter()
     proc = subprocess.Popen(
@@ -71,55 +73,99 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, floa
     raise RuntimeError("server did not become ready in 120 s")
 
 
+def startup(settings: Settings) -> float:
+    """Seconds from `zhice serve` to ready over a built index."""
+    proc, _, seconds = start_server(settings)
+    proc.terminate()
+    proc.wait(timeout=30)
+    return seconds
+
+
 def main() -> None:
-    """Run every measurement and print the table."""
+    """Run every measurement and print the tables."""
     workdir = Path(tempfile.mkdtemp(prefix="zhice-bench-"))
     # A copy of the corpus: the live-update figures write into it.
     shutil.copytree(CORPUS, workdir / "corpus")
-    settings = Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
+    chosen = Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
+    backends = {"torch": chosen.model_copy(update={"embedding_backend": "torch"})}
+    if chosen.embedding_backend != "torch":
+        index_dir = workdir / f"index-{chosen.embedding_backend}"
+        backends[chosen.embedding_backend] = chosen.model_copy(update={"index_dir": index_dir})
+    backends["torch"] = backends["torch"].model_copy(update={"index_dir": workdir / "index-torch"})
     questions = [q.question for q in read_questions(QUESTIONS)]
-    embedder = embedder_for(settings)
-    rows: list[tuple[str, str]] = []
-
-    # Ingestion against bare model.encode on the same chunks.
-    texts = [c.search_text for d in load_corpus(CORPUS)[0] for c in chunk_document(d)]
-    bare = timed(lambda: embedder.embed_documents(texts)) / 1000
-    began = time.perf_counter()
-    result = ingest(CORPUS, settings.index_dir, settings.embedding_model, lambda: embedder)
-    full = time.perf_counter() - began
-    again = timed(
-        lambda: ingest(CORPUS, settings.index_dir, settings.embedding_model, lambda: embedder)
-    )
-    rows += [
-        ("chunks", f"{result.chunks}"),
-        ("bare encode, chunks/s", f"{len(texts) / bare:.1f}"),
-        ("ingestion, chunks/s", f"{result.chunks / full:.1f} ({bare / full:.0%} of bare)"),
-        ("re-ingest unchanged corpus", f"{again:.0f} ms, 0 embedded"),
-        ("index size on disk", f"{_size(settings.index_dir) / 1024:.0f} KiB"),
-    ]
-
-    # The bare query encoder, the floor /ask latency is measured against.
-    encode = [timed(lambda q=q: embedder.embed_query(q)) for q in questions * ROUNDS]
-    e50, e95, e99 = percentiles(encode)
-    rows.append(("query encode p50/p95/p99", f"{e50:.1f} / {e95:.1f} / {e99:.1f} ms"))
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        began = time.perf_counter()
-        list(pool.map(embedder.embed_query, questions * ROUNDS))
-        encoder_qps = len(questions) * ROUNDS / (time.perf_counter() - began)
-    rows.append((f"encoder alone, {CLIENTS} threads", f"{encoder_qps:.1f} queries/s"))
-
-    proc, url, startup = start_server(settings)
     try:
-        rows.append(("startup to ready", f"{startup:.1f} s"))
-        rows += _http_figures(url, questions, e50, encoder_qps)
+        figures = _encoder_figures(backends, questions)
+        rows = [(name, " | ".join(values)) for name, values in figures.items()]
+        settings = backends[chosen.embedding_backend]
+        encode_p50 = float(figures["query encode p50/p95/p99 (ms)"][-1].split(" / ")[0])
+        encoder_qps = float(figures[f"encoder alone, {CLIENTS} threads (queries/s)"][-1])
+        proc, url, _ = start_server(settings)
+        try:
+            rows += _http_figures(url, questions, encode_p50, encoder_qps)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
     width = max(len(name) for name, _ in rows)
-    print(f"{'measure':<{width}}  value")
+    print(f"{'measure':<{width}}  {' | '.join(backends)}")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def _encoder_figures(backends: dict[str, Settings], questions: list[str]) -> dict[str, list[str]]:
+    """The encoder's figures for each backend, side by side (rounds interleaved, so the
+    machine's other load falls on every backend alike)."""
+    figures: dict[str, list[str]] = {}
+
+    def add(name: str, value: str) -> None:
+        figures.setdefault(name, []).append(value)
+
+    embedders = {name: embedder_for(settings) for name, settings in backends.items()}
+    texts = [c.search_text for d in load_corpus(CORPUS)[0] for c in chunk_document(d)]
+    encode: dict[str, list[float]] = {name: [] for name in backends}
+    bare: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(ROUNDS):
+        for name, embedder in embedders.items():
+            encode[name] += [timed(lambda q=q, e=embedder: e.embed_query(q)) for q in questions]
+            bare[name].append(len(texts) / timed(lambda e=embedder: e.embed_documents(texts)))
+    for name, settings in backends.items():
+        embedder = embedders[name]
+        e50, e95, e99 = percentiles(encode[name])
+        add("query encode p50/p95/p99 (ms)", f"{e50:.1f} / {e95:.1f} / {e99:.1f}")
+        bare_rate = 1000 * statistics.median(bare[name])
+        add("bare encode (chunks/s)", f"{bare_rate:.1f}")
+        began = time.perf_counter()
+        result = ingest(
+            settings.corpus_dir,
+            settings.index_dir,
+            settings.embedding_model,
+            lambda e=embedder: e,
+            backend=settings.embedding_backend,
+            progress=False,
+        )
+        rate = result.chunks / (time.perf_counter() - began)
+        add("ingestion (chunks/s)", f"{rate:.1f} ({rate / bare_rate:.0%} of bare)")
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            began = time.perf_counter()
+            list(pool.map(embedder.embed_query, questions * ROUNDS))
+            qps = len(questions) * ROUNDS / (time.perf_counter() - began)
+        add(f"encoder alone, {CLIENTS} threads (queries/s)", f"{qps:.1f}")
+        add("startup to ready (s)", f"{startup(settings):.1f}")
+        again = timed(
+            lambda s=settings, e=embedder: ingest(
+                s.corpus_dir,
+                s.index_dir,
+                s.embedding_model,
+                lambda: e,
+                backend=s.embedding_backend,
+                progress=False,
+            )
+        )
+        add("re-ingest unchanged corpus", f"{again:.0f} ms, 0 embedded")
+        add("index size on disk", f"{_size(settings.index_dir) / 1024:.0f} KiB")
+        add("chunks", f"{result.chunks}")
+    return figures
 
 
 def _http_figures(

@@ -72,6 +72,7 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         settings.index_dir,
         settings.embedding_model,
         lambda: embedder_for(settings),
+        backend=settings.embedding_backend,
         progress=False,
     )
     return settings

@@ -36,7 +36,7 @@ def kb(real_settings: Settings, tmp_path: Path) -> Settings:
 
 
 def _serve(kb: Settings, real_qa: QA) -> Any:
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model), kb)
+    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
     return running(create_app(kb, qa=qa))
 
 

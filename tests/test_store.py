@@ -15,12 +15,15 @@ from tests.fakes import HashEmbedder
 from tests.samples import scanned_pdf
 
 
-def _ingest(settings: Settings, embedder: HashEmbedder, **kwargs: bool) -> IngestResult:
+def _ingest(
+    settings: Settings, embedder: HashEmbedder, backend: str = "torch", **kwargs: bool
+) -> IngestResult:
     return ingest(
         settings.corpus_dir,
         settings.index_dir,
         embedder.name,
         lambda: embedder,
+        backend=backend,
         progress=False,
         **kwargs,
     )
@@ -63,6 +66,47 @@ def test_other_model_is_refused_with_instruction(fake_settings: Settings) -> Non
     _ingest(fake_settings, HashEmbedder())
     with pytest.raises(IndexIncompatibleError, match="zhice ingest"):
         load_index(fake_settings.index_dir, "another-model")
+
+
+def test_int8_and_float_vectors_never_share_an_index(fake_settings: Settings) -> None:
+    _ingest(fake_settings, HashEmbedder(), backend="onnx-int8")
+    manifest = read_manifest(fake_settings.index_dir)
+    assert manifest is not None and manifest.backend == "onnx-int8"
+    assert load_index(fake_settings.index_dir, "fake-hash", "onnx-int8").manifest == manifest
+    for other in ("onnx", "torch"):
+        with pytest.raises(IndexIncompatibleError, match="onnx-int8.*run `zhice ingest`"):
+            load_index(fake_settings.index_dir, "fake-hash", other)
+
+
+def test_torch_and_fp32_onnx_share_an_index(fake_settings: Settings) -> None:
+    _ingest(fake_settings, HashEmbedder(), backend="torch")
+    assert len(load_index(fake_settings.index_dir, "fake-hash", "onnx").chunks) > 0
+    again = HashEmbedder()
+    assert _ingest(fake_settings, again, backend="onnx").rebuilt is False
+    assert again.embedded == 0
+
+
+def test_switching_to_int8_reembeds_every_chunk(fake_settings: Settings) -> None:
+    first = _ingest(fake_settings, HashEmbedder(), backend="onnx")
+    second = HashEmbedder()
+    result = _ingest(fake_settings, second, backend="onnx-int8")
+    assert result.rebuilt is True
+    assert second.embedded == first.chunks  # no float vector reused
+    manifest = read_manifest(fake_settings.index_dir)
+    assert manifest is not None and manifest.backend == "onnx-int8"
+
+
+def test_an_index_from_before_backends_reads_as_torch(fake_settings: Settings) -> None:
+    _ingest(fake_settings, HashEmbedder())
+    path = current_path(fake_settings.index_dir) / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["backend"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    manifest = read_manifest(fake_settings.index_dir)
+    assert manifest is not None and manifest.backend == "torch"
+    load_index(fake_settings.index_dir, "fake-hash", "onnx")
+    with pytest.raises(IndexIncompatibleError):
+        load_index(fake_settings.index_dir, "fake-hash", "onnx-int8")
 
 
 def test_missing_index_is_reported(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def kb(real_settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 def server(kb: Settings, real_qa: QA) -> Iterator[str]:
     """A real server over the private copies, sharing the loaded model."""
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model), kb)
+    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
     with running(create_app(kb, qa=qa)) as url:
         yield url
 
@@ -180,7 +180,7 @@ def test_replace_changes_the_answer_and_metadata(server: str) -> None:
 
 def test_updates_survive_a_restart(server: str, kb: Settings, real_qa: QA) -> None:
     assert _upload(server, "xining-plan.pdf", pdf(PDF_PAGES)).status_code == 201
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model), kb)
+    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
     with running(create_app(kb, qa=qa)) as restarted:
         assert "xining-plan.pdf" in _sources(restarted)
         assert "20个" in _ask(restarted, PDF_QUESTION)["answer"]
@@ -328,7 +328,7 @@ def test_concurrent_updates_never_corrupt_the_index(server: str, kb: Settings) -
         thread.join()
     assert all(results[n] == 201 for n in names[1:]) and results[names[0]] in {201, 409}
     assert _sources(server) >= set(names)
-    index = load_index(kb.index_dir, kb.embedding_model)  # consistent on disk
+    index = load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend)  # consistent on disk
     assert set(index.manifest.corpus) == set(index.documents) >= set(names)
     assert len({c.chunk_id for c in index.chunks}) == len(index.chunks) == len(index.vectors)
     for name in names:

@@ -242,7 +242,7 @@ def test_a_collection_page_asks_and_cites_its_own_documents(
     shutil.copytree(real_settings.corpus_dir, corpus)
     shutil.copytree(real_settings.index_dir, index, symlinks=True)
     kb = Settings(corpus_dir=corpus, index_dir=index, collections_dir=tmp_path / "collections")
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model), kb)
+    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
     with running(create_app(kb, qa=qa)) as url:
         files = {"file": ("haikou.txt", GBK_TEXT.encode("gbk"))}
         added = httpx.post(f"{url}/documents?collection=cities", files=files, timeout=60)

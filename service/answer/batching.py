@@ -26,6 +26,7 @@ class BatchingEmbedder(Embedder):
         self.inner = inner
         self.name = inner.name
         self.dimension = inner.dimension
+        self.backend = inner.backend
         self.query_prompt = inner.query_prompt
         self.document_prompt = inner.document_prompt
         self._queue: queue.SimpleQueue[tuple[str, Future[Vectors]]] = queue.SimpleQueue()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from ingest.embedding import Embedder, load_embedder
 from ingest.store import LoadedIndex, check_index, load_index
@@ -20,12 +22,16 @@ from service.answer.threshold import threshold
 from service.config import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def embedder_for(settings: Settings) -> Embedder:
     """The configured embedding model (converted on first use if it is the default)."""
     return load_embedder(
-        settings.embedding_model, settings.model_cache_dir, allow_download=settings.model_download
+        settings.embedding_model,
+        settings.model_cache_dir,
+        allow_download=settings.model_download,
+        backend=settings.embedding_backend,
     )
 
 
@@ -41,15 +47,31 @@ def llm_for(settings: Settings) -> LLMComposer | None:
 def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
     """Load the index and model once and wire the question-answering pipeline."""
     began = time.perf_counter()
-    check_index(settings.index_dir, settings.embedding_model)  # fail fast, before the model
+    # Fail fast, before the model loads.
+    check_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
     # The model's imports and weights take most of start-up; read the index and the
     # tokeniser's dictionaries meanwhile.
     with ThreadPoolExecutor(1, thread_name_prefix="zhice-model") as pool:
-        loading = pool.submit(lambda: embedder or embedder_for(settings))
-        index = load_index(settings.index_dir, settings.embedding_model)
-        tokenizer = Tokenizer()
-        model = BatchingEmbedder(loading.result())
-    model.embed_query("预热")  # the first forward pass initialises kernels; not a user's
+        loading = pool.submit(_timed, lambda: embedder or embedder_for(settings))
+        index, index_seconds = _timed(
+            lambda: load_index(
+                settings.index_dir, settings.embedding_model, settings.embedding_backend
+            )
+        )
+        tokenizer, tokenizer_seconds = _timed(Tokenizer)
+        loaded, model_seconds = loading.result()
+        model = BatchingEmbedder(loaded)
+    # The first forward pass initialises kernels; not a user's.
+    _, warm_seconds = _timed(lambda: model.embed_query("预热"))
+    log.info(
+        "start-up parts: index %.2f s and jieba %.2f s while the %s model loaded in %.2f s; "
+        "warm-up %.2f s",
+        index_seconds,
+        tokenizer_seconds,
+        model.backend,
+        model_seconds,
+        warm_seconds,
+    )
     faq_threshold = threshold(settings, "faq_threshold")
     assert faq_threshold is not None  # the setting has a default
     faq = FAQ(settings.faq_path, model, faq_threshold, tokenizer.anchors)
@@ -67,6 +89,11 @@ def with_index(qa: QA, index: LoadedIndex, settings: Settings) -> QA:
     """The same pipeline (model, tokeniser, FAQ, LLM) over another version of the index."""
     retriever = qa.retriever
     return QA(*_read_path(settings, index, retriever.embedder, retriever.tokenizer), qa.faq, qa.llm)
+
+
+def _timed(load: Callable[[], T]) -> tuple[T, float]:
+    began = time.perf_counter()
+    return load(), time.perf_counter() - began
 
 
 def _read_path(

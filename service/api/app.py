@@ -60,7 +60,7 @@ def create_app(
             # Fail fast, with an instruction, when there is no usable index; the slow
             # part (model and index into memory) runs in the background so /healthz
             # answers at once and /readyz says 503 until it is done.
-            check_index(state.settings.index_dir, state.settings.embedding_model)
+            check_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
             threading.Thread(target=_load, args=(state,), daemon=True, name="zhice-load").start()
         try:
             yield

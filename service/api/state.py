@@ -48,7 +48,12 @@ class AppState:
         found = self.collections.get(collection or "")
         if found is None and read_manifest(settings.index_dir) is not None:
             # Made by another process (`zhice add --collection`) since we started.
-            self.install(load_index(settings.index_dir, settings.embedding_model), collection)
+            self.install(
+                load_index(
+                    settings.index_dir, settings.embedding_model, settings.embedding_backend
+                ),
+                collection,
+            )
             found = self.collections.get(collection or "")
         if found is None:
             raise UnknownCollectionError(
@@ -95,7 +100,12 @@ class AppState:
         for name in self.settings.collection_names()[1:]:
             settings = self.settings.collection(name)
             try:
-                self.install(load_index(settings.index_dir, settings.embedding_model), name)
+                self.install(
+                    load_index(
+                        settings.index_dir, settings.embedding_model, settings.embedding_backend
+                    ),
+                    name,
+                )
             except ZhiceError as exc:
                 log.error("collection %s not served: %s", name, exc.message)
 
@@ -107,7 +117,12 @@ class AppState:
     def _reload(self, collection: str | None) -> None:
         settings = self.settings.collection(collection)
         try:
-            self.install(load_index(settings.index_dir, settings.embedding_model), collection)
+            self.install(
+                load_index(
+                    settings.index_dir, settings.embedding_model, settings.embedding_backend
+                ),
+                collection,
+            )
         except (ZhiceError, OSError, ValueError) as exc:  # e.g. a version removed mid-read
             log.warning("could not load the new index version: %s", exc)
         finally:

@@ -19,11 +19,16 @@ if TYPE_CHECKING:
 @click.pass_obj
 @errors_to_exit
 def prepare_model(settings: Settings) -> None:
-    """Convert (once) and load the embedding model, then report its dimension."""
+    """Convert and export (once) and load the embedding model, then report its dimension."""
+    from ingest.embedding import DEFAULT_MODEL, prepare_default_model
     from service.answer.build import embedder_for
 
+    if settings.embedding_model == DEFAULT_MODEL:  # every backend's files, whichever is chosen
+        prepare_default_model(settings.model_cache_dir)
     embedder = embedder_for(settings)
-    click.echo(f"model {embedder.name} ready (dimension {embedder.dimension})")
+    click.echo(
+        f"model {embedder.name} ready (dimension {embedder.dimension}, backend {embedder.backend})"
+    )
 
 
 @cli.command()
@@ -40,6 +45,7 @@ def ingest(settings: Settings, force: bool) -> None:
         settings.index_dir,
         settings.embedding_model,
         lambda: embedder_for(settings),
+        backend=settings.embedding_backend,
         batch_size=settings.batch_size,
         force=force,
     )

@@ -170,6 +170,7 @@ def open_bench(
             local.index_dir,
             local.embedding_model,
             lambda: embedder,
+            backend=local.embedding_backend,
             batch_size=local.batch_size,
         )
         build = {
