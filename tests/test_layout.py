@@ -91,3 +91,25 @@ def test_heavy_libraries_have_one_owner() -> None:
                 lib = name.split(".")[0]
                 if lib in owners:
                     assert _within(_module(path), owners[lib]), f"{path} imports {lib}"
+
+
+def test_embedding_runtimes_have_one_owner() -> None:
+    """sentence_transformers and onnxruntime's runtime only in ingest.embedding; the export
+    module may use onnxruntime's offline quantisation tool, nothing else of it."""
+    allowed = {
+        "sentence_transformers": {"ingest.embedding"},
+        "onnxruntime": {"ingest.embedding"},
+        "onnxruntime.quantization": {"ingest.onnx_export"},
+    }
+    for path in [*ROOT.joinpath("ingest").rglob("*.py"), *ROOT.joinpath("service").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                owners = allowed.get(name) or allowed.get(name.split(".")[0])
+                if owners is not None:
+                    assert _module(path) in owners, f"{path} imports {name}"
