@@ -352,6 +352,20 @@ def test_cli_add_and_remove_reach_a_running_service(
     assert done.exit_code == 1 and "no document named" in done.output
 
 
+def test_cli_add_keeps_the_per_document_limits(kb: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_text("海南省支持大模型发展。" * 40, encoding="utf-8")  # 440 characters
+    env = {
+        "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
+        "ZHICE_INDEX_DIR": str(kb.index_dir),
+        "ZHICE_MAX_DOCUMENT_CHARS": "400",
+    }
+    before = current_version(kb.index_dir)
+    done = CliRunner().invoke(cli, ["add", str(path)], env=env)
+    assert done.exit_code != 0 and "long.txt" in done.output and "400" in done.output
+    assert current_version(kb.index_dir) == before and not (kb.corpus_dir / "long.txt").exists()
+
+
 def _eventually(check: Any, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not check():

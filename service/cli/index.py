@@ -11,6 +11,7 @@ from service.cli.base import cli, errors_to_exit
 from service.config import Settings
 
 if TYPE_CHECKING:
+    from ingest.limits import Budget
     from ingest.types import Document
     from ingest.update import Action
 
@@ -71,14 +72,19 @@ def ingest(settings: Settings, force: bool) -> None:
 @click.pass_obj
 @errors_to_exit
 def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None) -> None:
-    """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live."""
+    """Add one document (PDF, DOCX, HTML, Markdown, TXT) to the index, live.
+
+    The per-document limits of uploads apply (ZHICE_MAX_DOCUMENT_CHARS, _CHUNKS).
+    """
+    from ingest.limits import Budget
     from ingest.loaders import load_bytes, with_stated
     from ingest.names import source_name
 
     source = source_name(path.name)
     data = path.read_bytes()
-    document = with_stated(load_bytes(source, data), fields)
-    _update(settings, "replace" if replacing else "add", source, document, data)
+    budget = Budget(source, settings.limits())
+    document = with_stated(load_bytes(source, data, budget), fields)
+    _update(settings, "replace" if replacing else "add", source, document, data, budget)
 
 
 @cli.command()
@@ -98,13 +104,16 @@ def _update(
     source: str,
     document: Document | None,
     data: bytes | None,
+    budget: Budget | None = None,
 ) -> None:
     from ingest.update import update
     from service.answer.build import embedder_for
 
     embedder = embedder_for(settings)
     corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
-    result = update(corpus_dir, index_dir, model, embedder, action, source, document, data)
+    result = update(
+        corpus_dir, index_dir, model, embedder, action, source, document, data, budget=budget
+    )
     click.echo(
         f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "
         f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
