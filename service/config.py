@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="Answerability model parameters written by `zhice fit` (unset: the ones "
         "shipped in the package).",
     )
+    selection_path: Path | None = Field(
+        None,
+        description="Sentence-selection model parameters written by `zhice fit` (unset: the "
+        "ones shipped in the package).",
+    )
     faq_path: Path = Field(
         Path("faq.jsonl"),
         description="Curated question–answer pairs (JSONL or CSV) answered before the reports; "

@@ -10,13 +10,12 @@ below the refusal threshold the service says the reports do not cover the questi
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from service.answer.logistic import Logistic, read_parameters
 
 PARAMETERS = "answerability.json"
 
@@ -36,6 +35,7 @@ class Features:
     unfocused: float  # 1 when the measured thing (规模 in 规模是多少) is not in the answer
     dense_answer: float  # cosine of question and the answer's passage (−1..1)
     dense_best: float  # cosine of question and the best dense passage (−1..1)
+    selected: float  # the sentence-selection model's probability for the answer (0..1)
     # No fused retrieval score: z-score fusion over a small collection gives a perfect
     # match 0.73, over a large one 0.99; every feature here means the same at any size.
 
@@ -49,47 +49,29 @@ FEATURE_NAMES = tuple(f.name for f in fields(Features))
 
 @dataclass(frozen=True)
 class Scorer:
-    """A logistic model over standardised features, with the threshold fitted with it."""
+    """The fitted logistic model of answerability, and the threshold fitted with it."""
 
-    weights: Mapping[str, float]
-    intercept: float
-    means: Mapping[str, float]
-    scales: Mapping[str, float]
+    model: Logistic
     threshold: float
 
     def probability(self, features: Features) -> float:
         """P(the evidence answers the question), rounded to 1e-4."""
-        z = self.intercept
-        for name, value in zip(FEATURE_NAMES, features.vector(), strict=True):
-            z += self.weights[name] * (value - self.means[name]) / self.scales[name]
-        return round(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), 4)
+        return self.model.probability(features.vector())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scorer:
         """Read the parameters `zhice fit` wrote; every feature must have a weight."""
-        missing = set(FEATURE_NAMES) - set(data["weights"])
-        if missing:
-            raise ValueError(f"answerability parameters lack features: {sorted(missing)}")
-        return cls(
-            weights={n: float(data["weights"][n]) for n in FEATURE_NAMES},
-            intercept=float(data["intercept"]),
-            means={n: float(data["means"][n]) for n in FEATURE_NAMES},
-            scales={n: float(data["scales"][n]) or 1.0 for n in FEATURE_NAMES},
-            threshold=float(data["threshold"]),
-        )
+        return cls(Logistic.from_dict(data, FEATURE_NAMES), float(data["threshold"]))
 
 
 def bundled_parameters() -> dict[str, Any]:
     """The parameters shipped with the package (fitted by `zhice fit`)."""
-    text = resources.files("service.answer").joinpath("data", PARAMETERS).read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return read_parameters(PARAMETERS)
 
 
 def load_scorer(path: Path | None = None) -> Scorer:
     """The scorer from `path`, or the bundled one."""
-    data = json.loads(path.read_text("utf-8")) if path else bundled_parameters()
-    return Scorer.from_dict(data)
+    return Scorer.from_dict(read_parameters(PARAMETERS, path))
 
 
 def mean_probability(scorer: Scorer, parts: Sequence[Features | None]) -> float:

@@ -18,6 +18,7 @@ from service.answer.faq import FAQ
 from service.answer.llm import LLMComposer
 from service.answer.qa import QA
 from service.answer.retrieval import Retriever
+from service.answer.selection import load_selector
 from service.answer.threshold import threshold
 from service.config import Settings
 
@@ -119,5 +120,6 @@ def _read_path(
         fusion=settings.fusion,
     )
     scorer = load_scorer(settings.answerability_path)
+    selector = load_selector(settings.selection_path)
     refusal = threshold(settings, "refusal_threshold")
-    return retriever, Composer(index.documents, tokenizer, index.bm25, scorer, refusal)
+    return retriever, Composer(index.documents, tokenizer, index.bm25, scorer, selector, refusal)

@@ -357,23 +357,44 @@ def _table(columns: dict[str, dict[str, float]]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("../shared/benchmarks/cmrc2018/cmrc2018_trial.json"),
     show_default=True,
-    help="CMRC 2018 trial questions as off-topic negatives and their names for near misses "
-    "(skipped when absent).",
+    help="CMRC 2018 trial: questions over their own paragraphs for sentence selection, "
+    "and as off-topic negatives and names for near misses (skipped when absent).",
+)
+@click.option(
+    "--cmrc-workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/cmrc-trial"),
+    show_default=True,
+    help="Where the CMRC trial paragraphs are indexed (reused while current).",
 )
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("service/answer/data/answerability.json"),
     show_default=True,
-    help="Where to write the parameters.",
+    help="Where to write the answerability parameters.",
+)
+@click.option(
+    "--selection-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("service/answer/data/selection.json"),
+    show_default=True,
+    help="Where to write the sentence-selection parameters.",
 )
 @click.pass_obj
 @errors_to_exit
-def fit_command(settings: Settings, questions: Path, cmrc_trial: Path, out: Path) -> None:
-    """Fit the answerability model (the refusal decision) on dev and generated near misses."""
+def fit_command(
+    settings: Settings,
+    questions: Path,
+    cmrc_trial: Path,
+    cmrc_workdir: Path,
+    out: Path,
+    selection_out: Path,
+) -> None:
+    """Fit sentence selection (CMRC trial + dev), then answerability (dev + near misses)."""
     from service.answer.build import build_qa
     from service.eval import fit
-    from service.eval.cmrc import load_cmrc
+    from service.eval.cmrc import load_cmrc, open_bench
     from service.eval.evaluation import read_questions
 
     if questions.resolve() == DEFAULT_SPLITS[1].resolve():
@@ -381,15 +402,31 @@ def fit_command(settings: Settings, questions: Path, cmrc_trial: Path, out: Path
     items = read_questions(questions)
     cmrc_questions: list[str] = []
     paragraphs: list[str] = []
+    golds: list[fit.Gold] = []
     if cmrc_trial.is_file():
         trial = load_cmrc(cmrc_trial)
         cmrc_questions = [q.question for q in trial.questions]
         paragraphs = list(trial.paragraphs.values())
+        golds = [fit.Gold(q.id, q.question, q.answers, False) for q in trial.questions]
     else:
-        click.echo(f"no {cmrc_trial}: fitting without CMRC trial negatives", err=True)
-    qa = build_qa(settings)
+        click.echo(f"no {cmrc_trial}: fitting without CMRC trial questions", err=True)
+    sentences = fit.sentences(build_qa(settings), fit.dev_gold(items))
+    if golds:
+        with open_bench(cmrc_trial, settings, workdir=cmrc_workdir) as bench:
+            sentences += fit.sentences(bench.qa, golds)
+    selection = fit.fit_selection(sentences)
+    click.echo(json.dumps(selection["fit"], ensure_ascii=False, indent=1))
+    click.echo(f"sentence selection → {fit.write(selection, selection_out)}", err=True)
+    # Answerability describes the evidence the new selection picks.
+    fitted = settings.model_copy(update={"selection_path": selection_out})
+    positives: list[fit.Example] = []
+    if golds:
+        with open_bench(cmrc_trial, fitted, workdir=cmrc_workdir) as bench:
+            positives = fit.answered(bench.qa, golds)
+    qa = build_qa(fitted)
     with _progress(len(items) * 3 + fit.CMRC_NEGATIVES, "fit") as bar:
         data = fit.examples(qa, items, cmrc_questions, paragraphs, lambda: bar.update(1))
+    data += positives
     parameters = fit.fit(data)
     path = fit.write(parameters, out)
     summary = parameters["fit"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.text import sentence_spans
 from ingest.types import Hit
 from service.answer.fusion import Fusion
 from service.answer.qa import QA
@@ -70,6 +71,9 @@ class CmrcOutcome:
     f1: float
     contains: float
     top: list[str] = field(default_factory=list)  # best documents of the main configuration
+    # Answer length over the length of the paragraph's sentence holding the gold answer
+    # (None when refused, or the gold answer is in no one sentence).
+    length_ratio: float | None = None
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Bench:
     configurations: dict[str, tuple[Retriever, Mode]]
     questions: Sequence[CmrcQuestion]
     build: dict[str, Any]
+    paragraphs: Mapping[str, str] = field(default_factory=dict)  # by id
 
 
 def source_name(paragraph: str) -> str:
@@ -181,7 +186,7 @@ def open_bench(
             "index_seconds": round(built.seconds, 2),
         }
         qa = build_qa(local, embedder)
-        yield Bench(qa, configurations(qa, local), chosen, build)
+        yield Bench(qa, configurations(qa, local), chosen, build, cmrc.paragraphs)
 
 
 def configurations(qa: QA, settings: Settings) -> dict[str, tuple[Retriever, Mode]]:
@@ -228,6 +233,7 @@ def ask(bench: Bench, q: CmrcQuestion) -> CmrcOutcome:
     answer = bench.qa.composer.compose(q.question, prepared.tokens, hybrid[:ANSWER_PASSAGES])
     text = "" if answer.refused else strip_markers(answer.text)
     top = list(dict.fromkeys(h.chunk.source for h in hybrid))[:5]
+    gold = gold_sentence(bench.paragraphs.get(q.paragraph, ""), q.answers)
     return CmrcOutcome(
         question=q,
         ranks=ranks,
@@ -237,7 +243,16 @@ def ask(bench: Bench, q: CmrcQuestion) -> CmrcOutcome:
         f1=f1(text, q.answers),
         contains=contains(text, q.answers),
         top=top,
+        length_ratio=round(len(text) / len(gold), 3) if text and gold else None,
     )
+
+
+def gold_sentence(paragraph: str, answers: Sequence[str]) -> str | None:
+    """The first sentence of the paragraph that holds a gold answer, or None."""
+    for start, end in sentence_spans(paragraph):
+        if any(a and a in paragraph[start:end] for a in answers):
+            return paragraph[start:end]
+    return None
 
 
 def run(bench: Bench, on_progress: Callable[[], None] | None = None) -> list[CmrcOutcome]:
@@ -271,6 +286,9 @@ def summarise(outcomes: Sequence[CmrcOutcome]) -> dict[str, Any]:
             "refused": _mean(o.refused for o in outcomes),
             "EM_answered": _mean(o.em for o in answered),
             "F1_answered": _mean(o.f1 for o in answered),
+            "median_length_ratio": _median(
+                [o.length_ratio for o in outcomes if o.length_ratio is not None]
+            ),
         },
     }
 
@@ -289,6 +307,16 @@ def misses(outcomes: Sequence[CmrcOutcome], k: int = 1) -> list[dict[str, Any]]:
         for o in outcomes
         if o.ranks.get("hybrid") is None or (o.ranks["hybrid"] or 0) > k
     ]
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return round((ordered[middle - 1] + ordered[middle]) / 2, 3)
 
 
 def _mean(values: Any) -> float:
