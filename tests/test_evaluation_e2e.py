@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from service.answer.answerability import load_scorer
 from service.answer.qa import QA
+from service.answer.selection import CLUE_NAMES, load_selector
 from service.answer.threshold import load_calibration
 from service.cli import cli
 from service.config import Settings
@@ -138,14 +139,16 @@ def test_fit_writes_parameters_the_service_can_load(
     unanswerable = [r for r in rows if '"type": "unanswerable"' in r]
     few = tmp_path / "few.jsonl"
     few.write_text("\n".join(rows[:24] + unanswerable[:6]) + "\n", encoding="utf-8")
-    out = tmp_path / "answerability.json"
+    out, selection = tmp_path / "answerability.json", tmp_path / "selection.json"
     env = {
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
     }
     args = ["fit", "--questions", str(few), "--cmrc-trial", str(tmp_path / "none.json")]
-    done = CliRunner().invoke(cli, [*args, "--out", str(out)], env=env)
+    args += ["--out", str(out), "--selection-out", str(selection)]
+    done = CliRunner().invoke(cli, args, env=env)
     assert done.exit_code == 0, done.output
+    assert load_selector(selection).names == CLUE_NAMES
     parameters = json.loads(out.read_text(encoding="utf-8"))
     examples = parameters["fit"]["examples"]
     assert examples["answerable"] == 24 and examples["unanswerable"] == 6
