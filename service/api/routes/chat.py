@@ -29,7 +29,7 @@ from service.api.schemas.chat import (
     Usage,
     ZhiceInfo,
 )
-from service.api.schemas.core import MAX_QUESTION_CHARS, CitationPublic
+from service.api.schemas.core import COLLECTION_PATTERN, MAX_QUESTION_CHARS, CitationPublic
 from service.api.schemas.errors import documented
 from service.api.views import public_citations
 from service.errors import InvalidRequestError, NotFoundError, UnsupportedError
@@ -76,7 +76,14 @@ def get_model(model_id: str) -> ModelCard:
 def chat_completions(
     body: ChatRequest,
     state: StateDep,
-    collection: Annotated[str | None, Header(alias="X-Zhice-Collection", max_length=40)] = None,
+    collection: Annotated[
+        str | None,
+        Header(
+            alias="X-Zhice-Collection",
+            max_length=40,
+            json_schema_extra={"pattern": COLLECTION_PATTERN},
+        ),
+    ] = None,
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message with citations; earlier turns resolve follow-ups.
 

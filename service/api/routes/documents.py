@@ -11,14 +11,16 @@ from collections import Counter
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from ingest.loaders import SUFFIXES
 from ingest.names import source_name
 from service.api.deps import StateDep
 from service.api.jobs import Job
 from service.api.middleware.writes import admission_of
 from service.api.schemas.core import (
+    COLLECTION_PATTERN,
     ChunkPublic,
     CollectionList,
     CollectionSummary,
@@ -37,7 +39,29 @@ from service.errors import NotFoundError
 router = APIRouter(tags=["documents"])
 
 Collection = Annotated[
-    str | None, Query(max_length=40, description="Collection name (default: the default one).")
+    str | None,
+    Query(
+        max_length=40,
+        json_schema_extra={"pattern": COLLECTION_PATTERN},
+        description="Collection name (default: the default one).",
+    ),
+]
+
+
+def _any_case(word: str) -> str:
+    """A JSON Schema (ECMA) pattern for word in any case: md → [mM][dD]."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# A document's name: the schema states that it ends with a supported suffix (any case);
+# the service checks that and the rest (400 `invalid_source`, 415 `unsupported_format`).
+Source = Annotated[
+    str,
+    Path(
+        json_schema_extra={
+            "pattern": "^.+\\.(" + "|".join(_any_case(s[1:]) for s in sorted(SUFFIXES)) + ")$"
+        }
+    ),
 ]
 # Metadata an uploader may state; it overrides what is extracted from the text.
 Meta = Annotated[str | None, Form(max_length=200)]
@@ -101,7 +125,7 @@ def list_documents(state: StateDep, collection: Collection = None) -> DocumentLi
     response_model=DocumentDetail,
     responses=documented(400, 404, 422, 503),
 )
-def get_document(source: str, state: StateDep, collection: Collection = None) -> DocumentDetail:
+def get_document(source: Source, state: StateDep, collection: Collection = None) -> DocumentDetail:
     """One document's text (what citation offsets index into) and its chunks."""
     index = state.pipeline(collection).retriever.index
     doc = index.documents.get(source)
@@ -165,7 +189,7 @@ async def add_document(
 )
 async def replace_document(
     request: Request,
-    source: str,
+    source: Source,
     file: FileField,
     state: StateDep,
     stated: Stated,
@@ -186,7 +210,7 @@ async def replace_document(
 )
 async def remove_document(
     request: Request,
-    source: str,
+    source: Source,
     state: StateDep,
     collection: Collection = None,
     prefer: Prefer = None,

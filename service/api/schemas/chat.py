@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from service.api.chat_text import FinishReason
-from service.api.schemas.core import CitationPublic, Integer
+from service.api.schemas.core import CitationPublic, Integer, Positive, whole_number
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 32_000
@@ -59,15 +59,20 @@ class ChatRequest(_Strict):
     """A Chat Completions request (OpenAI's fields; see the README for what is used)."""
 
     model: str = Field(min_length=1, max_length=200, description="Any name; see GET /v1/models.")
-    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        # At least one user message, the one to answer (checked: 400 `invalid_request`).
+        json_schema_extra={
+            "contains": {"properties": {"role": {"const": "user"}}, "required": ["role"]}
+        },
+    )
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: Integer | None = Field(
-        None, ge=1, description="Cuts the answer (estimated tokens)."
-    )
-    max_completion_tokens: Integer | None = Field(None, ge=1)
+    max_tokens: Positive | None = Field(None, description="Cuts the answer (estimated tokens).")
+    max_completion_tokens: Positive | None = None
     stop: str | list[str] | None = Field(None, description="Cut the answer before these.")
-    n: Integer | None = Field(None, ge=1, description="Only 1 is supported.")
+    n: Positive | None = Field(None, description="Only 1 is supported.")
     # Accepted and ignored: the extractive answer is deterministic.
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
@@ -76,7 +81,7 @@ class ChatRequest(_Strict):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
-    top_logprobs: Integer | None = Field(None, ge=0, le=20)
+    top_logprobs: Annotated[int, Field(ge=0, le=20), BeforeValidator(whole_number)] | None = None
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None

@@ -26,7 +26,7 @@ Text = Annotated[
 ]
 
 
-def _integral(value: object) -> object:
+def whole_number(value: object) -> object:
     """20.0 → 20: JSON has one number type, and many clients write whole numbers as floats."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -34,7 +34,12 @@ def _integral(value: object) -> object:
 
 
 # An integer, given as such or as a float with no fractional part (not as a string).
-Integer = Annotated[int, BeforeValidator(_integral)]
+Integer = Annotated[int, BeforeValidator(whole_number)]
+
+
+# Bounds sit on `int`, before the validator: on the wrapped type pydantic writes them
+# into the OpenAPI schema as "ge"/"le", words JSON Schema does not know.
+Positive = Annotated[int, Field(ge=1), BeforeValidator(whole_number)]
 
 
 def _iso_date(value: str) -> str:
@@ -46,7 +51,19 @@ def _iso_date(value: str) -> str:
 # A metadata value to match (a department or a region): 1–100 characters, trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
 IsoDate = Annotated[
-    str, Field(max_length=10, examples=["2024", "2024-05", "2024-05-31"]), AfterValidator(_iso_date)
+    str,
+    Field(
+        max_length=10,
+        pattern=r"^(19|20)\d{2}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+        examples=["2024", "2024-05", "2024-05-31"],
+    ),
+    AfterValidator(_iso_date),
+]
+# A collection name: the schema states the pattern; the service checks it (400
+# `invalid_collection`, as for the query parameter and the chat header).
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+CollectionName = Annotated[
+    str, Field(max_length=40, json_schema_extra={"pattern": COLLECTION_PATTERN})
 ]
 
 
@@ -89,10 +106,12 @@ class AskRequest(_Strict):
     """A question, optionally with filters and the conversation so far."""
 
     question: Text
-    top_k: Integer | None = Field(None, ge=1, le=50, description="Passages to retrieve (1–50).")
+    top_k: Annotated[int, Field(ge=1, le=50), BeforeValidator(whole_number)] | None = Field(
+        None, description="Passages to retrieve (1–50)."
+    )
     filters: Filters | None = None
-    collection: str | None = Field(
-        None, max_length=40, description="Which knowledge base (default: `default`)."
+    collection: CollectionName | None = Field(
+        None, description="Which knowledge base (default: `default`)."
     )
     history: list[Message] = Field(default_factory=list, max_length=50)
     debug: bool = Field(False, description="Include retrieval ranks and the rewritten query.")
@@ -104,8 +123,8 @@ class SearchRequest(_Strict):
     query: Text
     top_k: Integer = Field(10, ge=1, le=100)
     filters: Filters | None = None
-    collection: str | None = Field(
-        None, max_length=40, description="Which knowledge base (default: `default`)."
+    collection: CollectionName | None = Field(
+        None, description="Which knowledge base (default: `default`)."
     )
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
     debug: bool = False
