@@ -92,8 +92,17 @@ def _figures(latencies: list[float]) -> str:
 
 def _peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MB."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def _rss_mb(pid: int) -> float:
+    """The process's resident memory now (VmRSS), in MB."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -240,15 +249,20 @@ def _failed(probe: Probe) -> str:
     return f"; failures: {dict(probe.failures)}" if probe.failures else "; no failures"
 
 
-def ask_load(url: str, questions: list[str], seconds: float) -> Rows:
-    """16 clients asking for `seconds`."""
+def ask_load(url: str, questions: list[str], seconds: float, pid: int) -> Rows:
+    """16 clients asking for `seconds`; the server's resident memory after the first
+    tenth (warmed up) and at the end: what grows under steady load is a leak."""
     probes = [
         Probe(url, lambda http: http.post("/ask", json={"question": random.choice(questions)}))
         for _ in range(ASK_CLIENTS)
     ]
     began = time.perf_counter()
+    start = _rss_mb(pid)
     threads = [probe.run() for probe in probes]
-    time.sleep(seconds)
+    time.sleep(seconds / 10)
+    warm = _rss_mb(pid)
+    time.sleep(seconds - seconds / 10)
+    end = _rss_mb(pid)
     for probe in probes:
         probe.stop.set()
     for thread in threads:
@@ -261,7 +275,12 @@ def ask_load(url: str, questions: list[str], seconds: float) -> Rows:
             f"/ask, {ASK_CLIENTS} clients for {seconds:.0f} s",
             f"{len(latencies) / elapsed:.1f} queries/s; {_figures(latencies)}; "
             f"failures: {dict(failures) or 0}",
-        )
+        ),
+        (
+            "server RSS under that load",
+            f"{start:.0f} MB before, {warm:.0f} MB after {seconds / 10:.0f} s, {end:.0f} MB "
+            f"at the end: {end - warm:+.0f} MB over the last {seconds - seconds / 10:.0f} s",
+        ),
     ]
 
 
@@ -350,7 +369,7 @@ def main() -> None:
         rows += bomb(url, proc.pid)
         rows += flood(url, questions, expect_continue=True)
         rows += flood(url, questions, expect_continue=False)
-        rows += ask_load(url, questions, args.ask_seconds)
+        rows += ask_load(url, questions, args.ask_seconds, proc.pid)
         rows.append(("server peak RSS", f"{_peak_rss_mb(proc.pid):.0f} MB"))
     finally:
         proc.terminate()
