@@ -48,6 +48,7 @@ def ingest(settings: Settings, force: bool) -> None:
         backend=settings.embedding_backend,
         batch_size=settings.batch_size,
         force=force,
+        milvus=settings.milvus_target(),
     )
     for name, reason in result.skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)
@@ -104,7 +105,17 @@ def _update(
 
     embedder = embedder_for(settings)
     corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
-    result = update(corpus_dir, index_dir, model, embedder, action, source, document, data)
+    result = update(
+        corpus_dir,
+        index_dir,
+        model,
+        embedder,
+        action,
+        source,
+        document,
+        data,
+        milvus=settings.milvus_target(),
+    )
     click.echo(
         f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "
         f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
