@@ -21,9 +21,12 @@ from typing import Any
 from ingest.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
-# milvus-lite does not hand out MVCC timestamps, and pymilvus warns at every query
-# iterator that it uses the client's clock instead (which is what we want).
+# milvus-lite does not hand out MVCC timestamps: pymilvus warns at every query iterator
+# that it uses the client's clock instead (which is what we want), and an embedded
+# milvus-lite logs the refused request as a server error. Failures that matter reach
+# the caller as exceptions either way.
 logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 # Milvus VARCHAR limits are in bytes; a chunk's text and context stay far below them.
 _LONG = 65_535

@@ -19,6 +19,8 @@ from service.answer.store import Scored, Store
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 _SYNONYM_BOOST = 0.5
+# Scores equal to this many decimals are ties: stores sum float32 terms in other orders.
+_TIE_DIGITS = 5
 
 
 @dataclass(frozen=True)
@@ -113,4 +115,6 @@ class Retriever:
 
 
 def _ranking(scored: Scored) -> Ranking:
-    return {key: (rank + 1, score) for rank, (key, score) in enumerate(scored)}
+    """Ranks by score, ties (to float rounding) in corpus order, whichever store scored."""
+    ordered = sorted(scored, key=lambda pair: (-round(pair[1], _TIE_DIGITS), pair[0]))
+    return {key: (rank + 1, score) for rank, (key, score) in enumerate(ordered)}
