@@ -19,14 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.errors import StoreUnavailableError
+from ingest.types import Chunk
 
 log = logging.getLogger(__name__)
-# milvus-lite does not hand out MVCC timestamps: pymilvus warns at every query iterator
-# that it uses the client's clock instead (which is what we want), and an embedded
-# milvus-lite logs the refused request as a server error. Failures that matter reach
-# the caller as exceptions either way.
-logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
-logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 # Milvus VARCHAR limits are in bytes; a chunk's text and context stay far below them.
 _LONG = 65_535
@@ -68,6 +63,21 @@ class MilvusTarget:
         return re.fullmatch(re.escape(self.stem) + r"__[0-9a-f]{12}", name) is not None
 
 
+def chunk_of(row: Mapping[str, Any]) -> Chunk:
+    """The chunk a row holds (its CHUNK_FIELDS)."""
+    return Chunk(
+        chunk_id=row["chunk_id"],
+        source=row["source"],
+        title=row["title"],
+        start=int(row["start"]),
+        end=int(row["end"]),
+        text=row["text"],
+        kind=row["kind"],
+        context=row["context"],
+        metadata=dict(row["metadata"] or {}),
+    )
+
+
 def literal(value: str) -> str:
     """A Milvus expression string literal holding exactly `value`."""
     return json.dumps(value, ensure_ascii=False)
@@ -98,6 +108,13 @@ def _client(target: MilvusTarget) -> Any:
         if found is None:
             from pymilvus import MilvusClient
 
+            # Set after pymilvus's import, whose logging config resets its loggers.
+            # milvus-lite does not hand out MVCC timestamps: pymilvus warns at every query
+            # iterator that it uses the client's clock instead (what we want), and an
+            # embedded milvus-lite logs the refused request as a server error. Failures
+            # that matter reach the caller as exceptions either way.
+            logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             with _calls(target, "connect"):
                 found = MilvusClient(target.uri, token=target.token or "", timeout=10)
             _clients[key] = found

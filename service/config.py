@@ -210,8 +210,10 @@ class Settings(BaseSettings):
 
     def milvus_target(self) -> MilvusTarget | None:
         """Where this knowledge base's Milvus collections live; None for the local store."""
-        if self.store != "milvus":
-            return None
+        return self.milvus_location() if self.store == "milvus" else None
+
+    def milvus_location(self) -> MilvusTarget:
+        """The Milvus settings, whichever store is in use (`zhice migrate` reads them)."""
         token = self.milvus_token.get_secret_value() if self.milvus_token else None
         return MilvusTarget(self.milvus_uri, token, self.milvus_collection)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from pydantic import ValidationError
 
 from ingest import milvus
@@ -27,6 +28,7 @@ from service.answer.qa import QA
 from service.answer.retrieval import MODES, Retriever
 from service.answer.store import load_store
 from service.api.app import create_app
+from service.cli import cli
 from service.config import Settings
 from tests.conftest import CORPUS, free_port, running
 from tests.fakes import HashEmbedder
@@ -290,3 +292,41 @@ def test_a_local_index_is_not_read_as_milvus_or_back(both: dict[str, QA], tmp_pa
         load_store(Settings(**(_settings(root, "milvus").model_dump() | {"index_dir": local_dir})))
     with pytest.raises(Exception, match="ZHICE_STORE=local"):
         load_store(Settings(**(_settings(root, "local").model_dump() | {"index_dir": remote_dir})))
+
+
+def test_migrate_there_and_back_keeps_every_chunk(both: dict[str, QA], tmp_path: Path) -> None:
+    source = both["local"].retriever.store
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    shutil.copytree(source.path.parent, tmp_path / "index-local", symlinks=True)
+    settings = _settings(tmp_path, "local", milvus_collection="moved")
+    runner = CliRunner()
+    env = {
+        "ZHICE_INDEX_DIR": str(settings.index_dir),
+        "ZHICE_EMBEDDING_MODEL": "fake-hash",
+        "ZHICE_MILVUS_URI": settings.milvus_uri,
+        "ZHICE_MILVUS_COLLECTION": "moved",
+    }
+    done = runner.invoke(cli, ["migrate", "--to", "milvus"], env=env)
+    assert done.exit_code == 0, done.output
+    moved = load_store(Settings(**(settings.model_dump() | {"store": "milvus"})))
+    assert isinstance(moved, MilvusStore)
+    assert list(moved.chunks()) == list(source.chunks()) and moved.documents == source.documents
+    query = both["local"].retriever.prepare("智算中心")
+    local = both["local"].retriever
+    again = Retriever(
+        moved,
+        HashEmbedder(),
+        local.tokenizer,
+        candidates=local.candidates,
+        rrf_k=local.rrf_k,
+        fusion=local.fusion,
+    )
+    assert [h.chunk for h in again.search(query, 10)] == [
+        h.chunk for h in both["local"].retriever.search(query, 10)
+    ]
+    done = runner.invoke(cli, ["migrate", "--to", "milvus"], env=env)
+    assert done.exit_code != 0 and "already" in done.output
+    done = runner.invoke(cli, ["migrate", "--to", "local"], env=env)
+    assert done.exit_code == 0, done.output
+    back = load_store(settings)
+    assert list(back.chunks()) == list(source.chunks()) and back.documents == source.documents

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +18,7 @@ import numpy.typing as npt
 from ingest import milvus
 from ingest.catalog import Catalog, Terms
 from ingest.metadata import FIELDS
-from ingest.milvus import CHUNK_FIELDS, literal
+from ingest.milvus import CHUNK_FIELDS, chunk_of, literal
 from ingest.milvus_write import visible
 from ingest.types import Chunk, Document
 from service.answer.filters import Filter
@@ -103,7 +102,7 @@ class MilvusStore:
     def get(self, keys: Sequence[int]) -> Mapping[int, Chunk]:
         """Fetch the rows by primary key."""
         rows = milvus.get(self.catalog.target, self.catalog.collection, keys, CHUNK_FIELDS)
-        return {int(row["pk"]): _chunk(row) for row in rows}
+        return {int(row["pk"]): chunk_of(row) for row in rows}
 
     def rows(self, where: Filter) -> list[Chunk]:
         """Table rows the filter allows, sorted into corpus order."""
@@ -121,22 +120,8 @@ class MilvusStore:
 
     def _query(self, expr: str) -> list[Chunk]:
         found = milvus.query(self.catalog.target, self.catalog.collection, expr, CHUNK_FIELDS)
-        return [_chunk(row) for row in sorted(found, key=lambda row: int(row["seq"]))]
+        return [chunk_of(row) for row in sorted(found, key=lambda row: int(row["seq"]))]
 
 
 def _restricts(where: Filter, field: str) -> bool:
     return where.dated if field == "date" else getattr(where, field) is not None
-
-
-def _chunk(row: Mapping[str, Any]) -> Chunk:
-    return Chunk(
-        chunk_id=row["chunk_id"],
-        source=row["source"],
-        title=row["title"],
-        start=int(row["start"]),
-        end=int(row["end"]),
-        text=row["text"],
-        kind=row["kind"],
-        context=row["context"],
-        metadata=dict(row["metadata"] or {}),
-    )

@@ -1,9 +1,9 @@
-"""Commands that build the knowledge base: prepare-model, ingest, add, remove."""
+"""Commands that build the knowledge base: prepare-model, ingest, add, remove, migrate."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -80,6 +80,33 @@ def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None
     data = path.read_bytes()
     document = with_stated(load_bytes(source, data), fields)
     _update(settings, "replace" if replacing else "add", source, document, data)
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["milvus", "local"]),
+    required=True,
+    help="The store to move the index in force to (Milvus: ZHICE_MILVUS_URI).",
+)
+@click.pass_obj
+@errors_to_exit
+def migrate(settings: Settings, to: Literal["milvus", "local"]) -> None:
+    """Move the knowledge base to the other store, reusing every stored vector."""
+    from ingest.migrate import migrate as run_migrate
+
+    moved = run_migrate(
+        settings.index_dir,
+        settings.embedding_model,
+        settings.embedding_backend,
+        to,
+        settings.milvus_location(),
+    )
+    click.echo(
+        f"moved {moved} chunks to the {to} store; serve it with ZHICE_STORE={to} "
+        "(a running service on the other store stops serving this index)"
+    )
 
 
 @cli.command()
