@@ -143,7 +143,12 @@ def _ingest(
     if milvus is not None:
         from ingest.milvus_write import build_milvus, previous_vectors
 
-        previous = previous_vectors(index_dir, milvus, model, backend)
+        # Moving a local index to Milvus reuses its vectors too.
+        previous = (
+            previous_vectors(index_dir, milvus, model, backend)
+            if is_catalog(index_dir)
+            else _previous_vectors(index_dir, model, backend)
+        )
         vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
         path = build_milvus(
             index_dir,
