@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.errors import IndexIncompatibleError
-from ingest.milvus import MilvusTarget
+from ingest.milvus import MilvusTarget, literal
 from ingest.store import (
     CURRENT,
     Manifest,
@@ -168,6 +168,16 @@ class Catalog:
     def chunk_count(self) -> int:
         """Chunks in force."""
         return sum(self.counts.values())
+
+
+def visible(catalog: Catalog) -> str:
+    """The Milvus expression selecting the rows a reader of `catalog` sees."""
+    parts = [f"gen <= {catalog.generation}"]
+    parts += [
+        f"not (source == {literal(source)} and gen < {gen})"
+        for source, gen in sorted(catalog.superseded.items())
+    ]
+    return " and ".join(parts)
 
 
 def is_catalog(index_dir: Path) -> bool:

@@ -16,10 +16,10 @@ import numpy as np
 
 from ingest import milvus
 from ingest.build import build_version
-from ingest.catalog import is_catalog, load_catalog
+from ingest.catalog import is_catalog, load_catalog, visible
 from ingest.errors import IndexIncompatibleError
 from ingest.milvus import CHUNK_FIELDS, MilvusTarget, chunk_of
-from ingest.milvus_write import build_milvus, visible
+from ingest.milvus_write import build_milvus
 from ingest.store import load_index, locked, read_manifest
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ from ingest.catalog import (
     Terms,
     load_catalog,
     new_version,
+    visible,
     write_catalog,
 )
 from ingest.chunking import chunk_document
@@ -55,16 +56,6 @@ from ingest.update import Action, UpdateResult, _check, _remove_stale_uploads, s
 
 log = logging.getLogger(__name__)
 INDEX_TYPE = "milvus HNSW + sparse BM25"
-
-
-def visible(catalog: Catalog) -> str:
-    """The expression selecting the rows a reader of `catalog` sees."""
-    parts = [f"gen <= {catalog.generation}"]
-    parts += [
-        f"not (source == {literal(source)} and gen < {gen})"
-        for source, gen in sorted(catalog.superseded.items())
-    ]
-    return " and ".join(parts)
 
 
 def build_milvus(
@@ -166,8 +157,19 @@ def update_milvus(
     began = time.perf_counter()
     with locked(index_dir):
         if action == "add" and read_manifest(index_dir) is None:
+            assert document is not None, "adding needs a document"
             return _first_document(
-                corpus_dir, index_dir, target, model, embedder, source, document, data, began
+                corpus_dir,
+                index_dir,
+                target,
+                embedder,
+                document,
+                data,
+                model=model,
+                tokenizer=tokenizer,
+                budget=budget,
+                batch_size=batch_size,
+                crash_before_switch=crash_before_switch,
             )
         old = load_catalog(index_dir, model, embedder.backend, target)
         _check(old.documents, action, source, document)
@@ -259,20 +261,32 @@ def _first_document(
     corpus_dir: Path,
     index_dir: Path,
     target: MilvusTarget,
-    model: str,
     embedder: Embedder,
-    source: str,
-    document: Document | None,
+    document: Document,
     data: bytes | None,
-    began: float,
+    *,
+    model: str,
+    tokenizer: Tokenizer | None,
+    budget: Budget,
+    batch_size: int,
+    crash_before_switch: Callable[[], None] | None,
 ) -> UpdateResult:
     """A new collection's first document: a full build of one document."""
-    assert document is not None, "adding needs a document"
-    chunks = chunk_document(document)
+    began = time.perf_counter()
+    chunks = chunk_document(document, budget=budget)
     if not chunks:
-        raise EmptyDocumentError(f"{source}: no text to index")
-    vectors = embed_passages(embedder, [c.search_text for c in chunks], 16)
+        raise EmptyDocumentError(f"{document.source}: no text to index")
+    texts = [c.search_text for c in chunks]
+    vectors = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
     staged = stage_upload(corpus_dir, data) if data is not None else None
+
+    def commit_corpus() -> None:
+        budget.check()  # the last moment an update can be called off
+        if staged is not None:
+            os.replace(staged, corpus_dir / document.source)
+        if crash_before_switch is not None:
+            crash_before_switch()
+
     try:
         written = build_milvus(
             index_dir,
@@ -283,14 +297,14 @@ def _first_document(
             vectors=vectors,
             began=began,
             backend=embedder.backend,
-            before_switch=(lambda: os.replace(staged, corpus_dir / source)) if staged else None,
+            tokenizer=tokenizer,
+            before_switch=commit_corpus,
         )
     finally:
         if staged is not None:
             staged.unlink(missing_ok=True)
-    return UpdateResult(
-        "add", source, len(chunks), len(chunks), time.perf_counter() - began, written
-    )
+    seconds = time.perf_counter() - began
+    return UpdateResult("add", document.source, len(chunks), len(chunks), seconds, written)
 
 
 def _tidy(target: MilvusTarget, catalog: Catalog) -> None:

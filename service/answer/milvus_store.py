@@ -16,10 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest import milvus
-from ingest.catalog import Catalog, Terms
+from ingest.catalog import Catalog, Terms, visible
 from ingest.metadata import FIELDS
 from ingest.milvus import CHUNK_FIELDS, chunk_of, literal
-from ingest.milvus_write import visible
 from ingest.types import Chunk, Document
 from service.answer.filters import Filter
 from service.answer.store import Scored
