@@ -6,11 +6,13 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit model index bench eval clean browser soak
+.PHONY: run test lint unit model index bench bench-milvus eval clean browser soak
 
 run: index
 	$(BIN)/zhice serve --host $(HOST) --port $(PORT)
 
+# The store-dependent tests (tests/conftest.py, STORE_MODULES) run once on the local
+# store and once on Milvus, a milvus-lite server the session starts: one pytest run.
 test: $(STAMP) model lint browser
 	$(BIN)/python -m pytest
 
@@ -63,6 +65,10 @@ bench-cmrc: model
 
 bench: index
 	$(BIN)/python -m tests.bench
+
+# The Milvus store on a milvus-lite server at 100,000 synthetic chunks (not in CI).
+bench-milvus: model
+	$(BIN)/python -m tests.bench_milvus --chunks 100000
 
 # Abuse a real server on copies of the data (not part of `make test`): a DOCX bomb, an
 # upload flood, SOAK_SECONDS of 16 clients asking, SOAK_KILLS kill -9 trials.

@@ -123,3 +123,10 @@ class ModelPreparationError(ZhiceError, RuntimeError):
 
     status = 503
     code = "model_preparation_failed"
+
+
+class StoreUnavailableError(ZhiceError):
+    """The Milvus server cannot be reached, or refused an operation it should accept."""
+
+    status = 503
+    code = "store_unavailable"

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ingest.build import analysis, build_version
+from ingest.catalog import is_catalog
 from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, Vectors, embed_passages, same_vectors
 from ingest.errors import CorpusError, ZhiceError
@@ -22,6 +24,9 @@ from ingest.store import (
     read_manifest,
 )
 from ingest.types import Chunk, Document
+
+if TYPE_CHECKING:
+    from ingest.milvus import MilvusTarget
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +88,19 @@ def ingest(
     batch_size: int = 16,
     force: bool = False,
     progress: bool = True,
+    milvus: MilvusTarget | None = None,
 ) -> IngestResult:
     """Build the index for the corpus unless it is already current.
 
     `embedder` is called only when something must be embedded, so an unchanged
     corpus never loads the model; `backend` is the one it will use
-    (ZHICE_EMBEDDING_BACKEND), recorded in the manifest.
+    (ZHICE_EMBEDDING_BACKEND), recorded in the manifest. With `milvus`, chunks and
+    vectors go to a new Milvus collection and the index directory keeps the catalog.
     """
     with locked(index_dir):  # never at the same time as a live update
-        return _ingest(corpus_dir, index_dir, model, embedder, backend, batch_size, force, progress)
+        return _ingest(
+            corpus_dir, index_dir, model, embedder, backend, batch_size, force, progress, milvus
+        )
 
 
 def _ingest(
@@ -103,12 +112,14 @@ def _ingest(
     batch_size: int,
     force: bool,
     progress: bool,
+    milvus: MilvusTarget | None,
 ) -> IngestResult:
     began = time.perf_counter()
     documents, skipped = load_corpus(corpus_dir)
     if not documents:
         raise ZhiceError(f"no readable reports found in {corpus_dir}")
-    if not force and is_current(read_manifest(index_dir), documents, model, backend):
+    same_store = is_catalog(index_dir) == (milvus is not None)
+    if not force and same_store and is_current(read_manifest(index_dir), documents, model, backend):
         log.info("index in %s is up to date; nothing to do", index_dir)
         manifest = read_manifest(index_dir)
         count = manifest.chunk_count if manifest else 0
@@ -129,17 +140,38 @@ def _ingest(
             log.warning("%s has no text to index; it will not be searchable", doc.source)
         chunks.extend(found)
     model_impl = embedder()
-    previous = _previous_vectors(index_dir, model, backend)
-    vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
-    built = build_version(
-        index_dir,
-        model=model,
-        documents=documents,
-        chunks=chunks,
-        vectors=vectors,
-        began=began,
-        backend=backend,
-    )
+    if milvus is not None:
+        from ingest.milvus_write import build_milvus, previous_vectors
+
+        # Moving a local index to Milvus reuses its vectors too.
+        previous = (
+            previous_vectors(index_dir, milvus, model, backend)
+            if is_catalog(index_dir)
+            else _previous_vectors(index_dir, model, backend)
+        )
+        vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
+        path = build_milvus(
+            index_dir,
+            milvus,
+            model=model,
+            documents=documents,
+            chunks=chunks,
+            vectors=vectors,
+            began=began,
+            backend=backend,
+        ).path
+    else:
+        previous = {} if is_catalog(index_dir) else _previous_vectors(index_dir, model, backend)
+        vectors, embedded = _embed(chunks, model_impl, previous, batch_size, progress)
+        path = build_version(
+            index_dir,
+            model=model,
+            documents=documents,
+            chunks=chunks,
+            vectors=vectors,
+            began=began,
+            backend=backend,
+        ).path
     seconds = time.perf_counter() - began
     log.info("indexed %d chunks (%d embedded) in %.1f s", len(chunks), embedded, seconds)
     return IngestResult(
@@ -149,7 +181,7 @@ def _ingest(
         embedded=embedded,
         reused=len(chunks) - embedded,
         seconds=seconds,
-        path=built.path,
+        path=path,
         skipped=skipped,
     )
 

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -51,6 +51,10 @@ from ingest.store import (
 from ingest.tokenize import Tokenizer
 from ingest.types import Document
 
+if TYPE_CHECKING:
+    from ingest.catalog import Catalog
+    from ingest.milvus import MilvusTarget
+
 log = logging.getLogger(__name__)
 
 Action = Literal["add", "replace", "remove"]
@@ -67,7 +71,7 @@ class UpdateResult:
     chunks: int
     embedded: int
     seconds: float
-    index: LoadedIndex
+    index: LoadedIndex | Catalog
 
 
 def update(
@@ -84,6 +88,7 @@ def update(
     budget: Budget | None = None,
     batch_size: int = 16,
     crash_before_switch: Callable[[], None] | None = None,
+    milvus: MilvusTarget | None = None,
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
 
@@ -95,10 +100,29 @@ def update(
     `budget` limits the document's chunks, and its `stop` cancels the update at the
     next batch of `batch_size` passages, or just before the commit — never after.
     `crash_before_switch` runs between writing the new state and making it current — a
-    hook for tests that kill the process there.
+    hook for tests that kill the process there. With `milvus`, the knowledge base lives
+    in Milvus and only the changed document's rows are written (`ingest.milvus_write`).
     """
     began = time.perf_counter()
     budget = budget or Budget(source)
+    if milvus is not None:
+        from ingest.milvus_write import update_milvus
+
+        return update_milvus(
+            corpus_dir,
+            index_dir,
+            milvus,
+            model,
+            embedder,
+            action,
+            source,
+            document,
+            data,
+            tokenizer=tokenizer,
+            budget=budget,
+            batch_size=batch_size,
+            crash_before_switch=crash_before_switch,
+        )
     with locked(index_dir):
         old = _current(index_dir, model, embedder.backend, action)
         documents = {s: d for s, d in old.documents.items() if s != source} if old else {}

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.embedding import DEFAULT_MODEL, Backend
 from ingest.limits import Limits
+from ingest.milvus import MilvusTarget
 from service.errors import InvalidCollectionError
 
 DEFAULT_COLLECTION = "default"
@@ -177,6 +178,26 @@ class Settings(BaseSettings):
         description="Document updates that may wait for an ingestion thread; beyond them an "
         "update is refused at once with 503 `busy` and Retry-After.",
     )
+    store: Literal["local", "milvus"] = Field(
+        "local",
+        description="Where chunks, vectors and the BM25 terms live: `local` (FAISS and BM25 "
+        "files in the index directory, no server) or `milvus` (a Milvus collection; the index "
+        "directory then holds only the catalog: manifest, documents, term statistics).",
+    )
+    milvus_uri: str = Field(
+        "milvus.db",
+        description="With ZHICE_STORE=milvus: a path (milvus-lite embedded in this process, "
+        "one process at a time) or http://host:19530 (a Milvus server or cluster).",
+    )
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus credentials (`user:password` or an API key); unset: none."
+    )
+    milvus_collection: str = Field(
+        "zhice",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        description="Name stem of the Milvus collections of the default knowledge base; "
+        "collection <name> uses `<stem>__c_<name>`, and each build adds `__<version>`.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Comma-separated origins browsers may call from (`*` for any); "
@@ -192,6 +213,15 @@ class Settings(BaseSettings):
         except ValueError:  # a host name: it may resolve to anything
             return False
 
+    def milvus_target(self) -> MilvusTarget | None:
+        """Where this knowledge base's Milvus collections live; None for the local store."""
+        return self.milvus_location() if self.store == "milvus" else None
+
+    def milvus_location(self) -> MilvusTarget:
+        """The Milvus settings, whichever store is in use (`zhice migrate` reads them)."""
+        token = self.milvus_token.get_secret_value() if self.milvus_token else None
+        return MilvusTarget(self.milvus_uri, token, self.milvus_collection)
+
     def limits(self) -> Limits:
         """The per-document limits of live updates."""
         return Limits(chars=self.max_document_chars, chunks=self.max_document_chunks)
@@ -205,7 +235,15 @@ class Settings(BaseSettings):
                 f"collection name {name!r} must be 1–40 lower-case letters, digits, - or _"
             )
         root = self.collections_dir / name
-        return self.model_copy(update={"corpus_dir": root / "corpus", "index_dir": root / "index"})
+        # Milvus names allow letters, digits and _: `_` doubles and `-` becomes `_x`.
+        stem = f"{self.milvus_collection}__c_{name.replace('_', '__').replace('-', '_x')}"
+        return self.model_copy(
+            update={
+                "corpus_dir": root / "corpus",
+                "index_dir": root / "index",
+                "milvus_collection": stem,
+            }
+        )
 
     def collection_names(self) -> list[str]:
         """The default collection, then every collection directory that has an index."""
@@ -236,6 +274,17 @@ class Settings(BaseSettings):
                 )
             self.embedding_backend = "torch"
         return self
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, value: str) -> str:
+        # pymilvus embeds milvus-lite for a path ending in .db and dials anything else.
+        if not re.match(r"https?://", value) and not value.endswith(".db"):
+            raise ValueError(
+                "ZHICE_MILVUS_URI must be a milvus-lite file ending in .db (e.g. milvus.db) "
+                "or a server URL such as http://milvus:19530"
+            )
+        return value
 
     @model_validator(mode="after")
     def _llm_complete(self) -> Settings:

@@ -1,15 +1,24 @@
-"""Shared fixtures: a fake-model index for fast tests, the real model and a live server."""
+"""Shared fixtures: a fake-model index for fast tests, the real model and a live server.
+
+`store` is the backend the real-model fixtures build and serve: tests in the modules
+of STORE_MODULES run once per backend (local, and Milvus — a milvus-lite server in its
+own process, as a deployment would run Milvus), every other test on the local store.
+"""
 
 from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +35,102 @@ from tests.fakes import GatedEmbedder, HashEmbedder
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 QUESTIONS = ROOT / "eval" / "dev.jsonl"  # the tuning split
+STORES = ("local", "milvus")
+# Filters, collections, live updates, citations and refusal: run against both stores.
+STORE_MODULES = {
+    "tests.test_e2e",
+    "tests.test_filters_e2e",
+    "tests.test_answers_e2e",
+    "tests.test_updates_e2e",
+    "tests.test_collections_e2e",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test built on `store` runs per backend in STORE_MODULES, else on local."""
+    if "store" in metafunc.fixturenames:
+        stores = STORES if metafunc.module.__name__ in STORE_MODULES else ("local",)
+        metafunc.parametrize("store", stores, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def store(request: pytest.FixtureRequest) -> str:
+    """The backend under test (see pytest_generate_tests)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A milvus-lite server in a child process (`python -m milvus_lite server`)."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("milvus")
+    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data)]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(data.parent / f"{data.name}.log", "wb"),  # noqa: SIM115 (lives with server)
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("milvus-lite server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def store_settings(store: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings fields that put a knowledge base on `store`, in its own Milvus collections."""
+    if store == "local":
+        return {"store": "local"}
+    uri = request.getfixturevalue("milvus_uri")
+    return {"store": "milvus", "milvus_uri": uri, "milvus_collection": f"t{uuid.uuid4().hex[:8]}"}
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings' store."""
+    return {
+        "ZHICE_STORE": settings.store,
+        "ZHICE_MILVUS_URI": settings.milvus_uri,
+        "ZHICE_MILVUS_COLLECTION": settings.milvus_collection,
+    }
+
+
+def private_copy(
+    settings: Settings, root: Path, request: pytest.FixtureRequest, **extra: Any
+) -> Settings:
+    """A copy of a knowledge base (corpus and index) that a test may change.
+
+    On Milvus the catalog is copied and rebuilt into new collections, reusing every
+    stored vector, so no test sees another's writes.
+    """
+    corpus, index = root / "corpus", root / "index"
+    shutil.copytree(settings.corpus_dir, corpus)
+    shutil.copytree(settings.index_dir, index, symlinks=True)
+    copy = Settings(
+        corpus_dir=corpus,
+        index_dir=index,
+        **(store_settings(settings.store, request) | extra),
+    )
+    if copy.store == "milvus":
+        ingest(
+            copy.corpus_dir,
+            copy.index_dir,
+            copy.embedding_model,
+            lambda: request.getfixturevalue("real_qa").retriever.embedder,
+            backend=copy.embedding_backend,
+            force=True,
+            progress=False,
+            milvus=copy.milvus_target(),
+        )
+    return copy
 
 
 def _fake_settings(root: Path) -> Settings:
@@ -63,10 +168,12 @@ def fake_qa(fake_qa_settings: Settings) -> QA:
 
 
 @pytest.fixture(scope="session")
-def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The default model and the bundled corpus, indexed once per test session."""
+def real_settings(
+    tmp_path_factory: pytest.TempPathFactory, store: str, request: pytest.FixtureRequest
+) -> Settings:
+    """The default model and the bundled corpus, indexed once per test session and store."""
     index_dir = tmp_path_factory.mktemp("real") / "index"
-    settings = Settings(corpus_dir=CORPUS, index_dir=index_dir)
+    settings = Settings(corpus_dir=CORPUS, index_dir=index_dir, **store_settings(store, request))
     ingest(
         settings.corpus_dir,
         settings.index_dir,
@@ -74,6 +181,7 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         lambda: embedder_for(settings),
         backend=settings.embedding_backend,
         progress=False,
+        milvus=settings.milvus_target(),
     )
     return settings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,13 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from ingest.store import load_index
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.cli import cli
 from service.config import Settings
-from tests.conftest import running
+from tests.conftest import private_copy, running, store_env
 from tests.test_updates_e2e import GBK_QUESTION, GBK_TEXT, HTML, HTML_QUESTION
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +26,13 @@ BUNDLED_QUESTION = "北京市人工智能算力券实施方案是哪个部门出
 
 
 @pytest.fixture
-def kb(real_settings: Settings, tmp_path: Path) -> Settings:
+def kb(real_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Private copies of the bundled corpus and index, and an empty collections directory."""
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(real_settings.corpus_dir, corpus)
-    shutil.copytree(real_settings.index_dir, index, symlinks=True)
-    return Settings(corpus_dir=corpus, index_dir=index, collections_dir=tmp_path / "collections")
+    return private_copy(real_settings, tmp_path, request, collections_dir=tmp_path / "collections")
 
 
 def _serve(kb: Settings, real_qa: QA) -> Any:
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
+    qa = with_index(real_qa, load_store(kb), kb)
     return running(create_app(kb, qa=qa))
 
 
@@ -107,6 +103,7 @@ def test_cli_collections_reach_the_running_service(
         "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
         "ZHICE_INDEX_DIR": str(kb.index_dir),
         "ZHICE_COLLECTIONS_DIR": str(kb.collections_dir),
+        **store_env(kb),
     }
     done = CliRunner().invoke(cli, ["--collection", "hainan", "add", str(path)], env=env)
     assert done.exit_code == 0, done.output

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from ingest.store import load_index
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import LocalStore
 from service.api.app import create_app
 from service.config import Settings
 
@@ -168,7 +169,7 @@ def test_every_status_sent_is_documented(
     settings = Settings(
         **(fake_qa_settings.model_dump() | {"corpus_dir": corpus, "index_dir": index} | given)
     )
-    qa = with_index(fake_qa, load_index(index, settings.embedding_model), settings)
+    qa = with_index(fake_qa, LocalStore(load_index(index, settings.embedding_model)), settings)
     app = create_app(settings, qa=qa)
     with TestClient(app) as client:
         if NOT_READY in overrides:

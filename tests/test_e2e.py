@@ -12,7 +12,7 @@ import pytest
 
 from service.api.app import create_app
 from service.config import Settings
-from tests.conftest import running, wait_for
+from tests.conftest import running, store_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +105,7 @@ def test_cli_ask_json_in_a_subprocess(real_settings: Settings) -> None:
         **os.environ,
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
     }
     done = subprocess.run(
         [sys.executable, "-m", "service", "ask", "--json", "哪份文件提出建设超大规模智算中心？"],

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.store import load_index
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.config import Settings
 from tests.conftest import running
@@ -31,7 +31,7 @@ def test_every_check_passes_on_every_operation(
     shutil.copytree(real_settings.corpus_dir, corpus)
     shutil.copytree(real_settings.index_dir, index, symlinks=True)
     kb = Settings(corpus_dir=corpus, index_dir=index)
-    qa = with_index(real_qa, load_index(index, kb.embedding_model, kb.embedding_backend), kb)
+    qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         run = subprocess.run(
             [

@@ -8,7 +8,6 @@ child process and SIGKILL it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,13 +23,14 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from ingest.store import current_version, load_index, read_manifest
+from ingest.store import current_version, read_manifest
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.cli import cli
 from service.config import Settings
-from tests.conftest import free_port, running, wait_for
+from tests.conftest import free_port, private_copy, running, store_env, wait_for
 from tests.samples import docx_bytes, pdf, scanned_pdf
 
 pytestmark = pytest.mark.e2e
@@ -83,18 +83,15 @@ UPLOADS = [
 
 
 @pytest.fixture
-def kb(real_settings: Settings, tmp_path: Path) -> Settings:
+def kb(real_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Private copies of the bundled corpus and its index."""
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(real_settings.corpus_dir, corpus)
-    shutil.copytree(real_settings.index_dir, index, symlinks=True)
-    return Settings(corpus_dir=corpus, index_dir=index)
+    return private_copy(real_settings, tmp_path, request)
 
 
 @pytest.fixture
 def server(kb: Settings, real_qa: QA) -> Iterator[str]:
     """A real server over the private copies, sharing the loaded model."""
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
+    qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         yield url
 
@@ -180,7 +177,7 @@ def test_replace_changes_the_answer_and_metadata(server: str) -> None:
 
 def test_updates_survive_a_restart(server: str, kb: Settings, real_qa: QA) -> None:
     assert _upload(server, "xining-plan.pdf", pdf(PDF_PAGES)).status_code == 201
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
+    qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as restarted:
         assert "xining-plan.pdf" in _sources(restarted)
         assert "20个" in _ask(restarted, PDF_QUESTION)["answer"]
@@ -328,9 +325,11 @@ def test_concurrent_updates_never_corrupt_the_index(server: str, kb: Settings) -
         thread.join()
     assert all(results[n] == 201 for n in names[1:]) and results[names[0]] in {201, 409}
     assert _sources(server) >= set(names)
-    index = load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend)  # consistent on disk
-    assert set(index.manifest.corpus) == set(index.documents) >= set(names)
-    assert len({c.chunk_id for c in index.chunks}) == len(index.chunks) == len(index.vectors)
+    store = load_store(kb)  # consistent on disk (and in Milvus)
+    manifest = read_manifest(kb.index_dir)
+    assert manifest is not None and set(manifest.corpus) == set(store.documents) >= set(names)
+    chunks = list(store.chunks())
+    assert len({c.chunk_id for c in chunks}) == len(chunks) == len(store)
     for name in names:
         assert (kb.corpus_dir / name).read_text(encoding="utf-8") == texts[name]
 
@@ -340,7 +339,11 @@ def test_cli_add_and_remove_reach_a_running_service(
 ) -> None:
     path = tmp_path / "haikou-cli.txt"
     path.write_bytes(GBK_TEXT.encode("gbk"))
-    env = {"ZHICE_CORPUS_DIR": str(kb.corpus_dir), "ZHICE_INDEX_DIR": str(kb.index_dir)}
+    env = {
+        "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
+        "ZHICE_INDEX_DIR": str(kb.index_dir),
+        **store_env(kb),
+    }
     done = CliRunner().invoke(cli, ["add", str(path), "--region", "海南省"], env=env)
     assert done.exit_code == 0, done.output
     _eventually(lambda: "haikou-cli.txt" in _sources(server))
@@ -359,6 +362,7 @@ def test_cli_add_keeps_the_per_document_limits(kb: Settings, tmp_path: Path) -> 
         "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
         "ZHICE_INDEX_DIR": str(kb.index_dir),
         "ZHICE_MAX_DOCUMENT_CHARS": "400",
+        **store_env(kb),
     }
     before = current_version(kb.index_dir)
     done = CliRunner().invoke(cli, ["add", str(path)], env=env)
@@ -383,6 +387,7 @@ def _serving(kb: Settings) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         **os.environ,
         "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
         "ZHICE_INDEX_DIR": str(kb.index_dir),
+        **store_env(kb),
     }
     port = free_port()
     process = subprocess.Popen(
@@ -453,7 +458,8 @@ def test_sigkill_at_the_switch_leaves_the_previous_index(kb: Settings) -> None:
         "data = Path(sys.argv[1]).read_bytes()\n"
         "update(s.corpus_dir, s.index_dir, s.embedding_model, embedder_for(s), 'add',\n"
         "       'xining-plan.pdf', load_bytes('xining-plan.pdf', data), data,\n"
-        "       crash_before_switch=lambda: os.kill(os.getpid(), signal.SIGKILL))\n"
+        "       crash_before_switch=lambda: os.kill(os.getpid(), signal.SIGKILL),\n"
+        "       milvus=s.milvus_target())\n"
     )
     upload = kb.index_dir.parent / "xining-plan.pdf"
     upload.write_bytes(pdf(PDF_PAGES))
@@ -461,6 +467,7 @@ def test_sigkill_at_the_switch_leaves_the_previous_index(kb: Settings) -> None:
         **os.environ,
         "ZHICE_CORPUS_DIR": str(kb.corpus_dir),
         "ZHICE_INDEX_DIR": str(kb.index_dir),
+        **store_env(kb),
     }
     done = subprocess.run([sys.executable, "-c", script, str(upload)], cwd=ROOT, env=env)
     assert done.returncode == -signal.SIGKILL

@@ -26,9 +26,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ingest.store import load_index
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.api.routes.feedback import feedback_path
 from service.config import Settings
@@ -242,7 +242,7 @@ def test_a_collection_page_asks_and_cites_its_own_documents(
     shutil.copytree(real_settings.corpus_dir, corpus)
     shutil.copytree(real_settings.index_dir, index, symlinks=True)
     kb = Settings(corpus_dir=corpus, index_dir=index, collections_dir=tmp_path / "collections")
-    qa = with_index(real_qa, load_index(kb.index_dir, kb.embedding_model, kb.embedding_backend), kb)
+    qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         files = {"file": ("haikou.txt", GBK_TEXT.encode("gbk"))}
         added = httpx.post(f"{url}/documents?collection=cities", files=files, timeout=60)

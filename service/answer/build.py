@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ingest.embedding import Embedder, load_embedder
-from ingest.store import LoadedIndex, check_index, load_index
+from ingest.store import check_index
 from ingest.tokenize import Tokenizer
 from service.answer.answerability import load_scorer
 from service.answer.batching import BatchingEmbedder
@@ -19,6 +19,7 @@ from service.answer.llm import LLMComposer
 from service.answer.qa import QA
 from service.answer.retrieval import Retriever
 from service.answer.selection import load_selector
+from service.answer.store import Store, load_store
 from service.answer.threshold import threshold
 from service.config import Settings
 
@@ -54,11 +55,7 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
     # tokeniser's dictionaries meanwhile.
     with ThreadPoolExecutor(1, thread_name_prefix="zhice-model") as pool:
         loading = pool.submit(_timed, lambda: embedder or embedder_for(settings))
-        index, index_seconds = _timed(
-            lambda: load_index(
-                settings.index_dir, settings.embedding_model, settings.embedding_backend
-            )
-        )
+        index, index_seconds = _timed(lambda: load_store(settings))
         tokenizer, tokenizer_seconds = _timed(_tokenizer)
         loaded, model_seconds = loading.result()
         model = BatchingEmbedder(loaded)
@@ -79,14 +76,14 @@ def build_qa(settings: Settings, embedder: Embedder | None = None) -> QA:
     qa = QA(*_read_path(settings, index, model, tokenizer), faq, llm_for(settings))
     log.info(
         "loaded %d chunks from %s in %.1f s",
-        len(index.chunks),
+        len(index),
         index.path,
         time.perf_counter() - began,
     )
     return qa
 
 
-def with_index(qa: QA, index: LoadedIndex, settings: Settings) -> QA:
+def with_index(qa: QA, index: Store, settings: Settings) -> QA:
     """The same pipeline (model, tokeniser, FAQ, LLM) over another version of the index."""
     retriever = qa.retriever
     return QA(*_read_path(settings, index, retriever.embedder, retriever.tokenizer), qa.faq, qa.llm)
@@ -109,7 +106,7 @@ def _timed(load: Callable[[], T]) -> tuple[T, float]:
 
 
 def _read_path(
-    settings: Settings, index: LoadedIndex, model: Embedder, tokenizer: Tokenizer
+    settings: Settings, index: Store, model: Embedder, tokenizer: Tokenizer
 ) -> tuple[Retriever, Composer]:
     retriever = Retriever(
         index,
@@ -122,4 +119,4 @@ def _read_path(
     scorer = load_scorer(settings.answerability_path)
     selector = load_selector(settings.selection_path)
     refusal = threshold(settings, "refusal_threshold")
-    return retriever, Composer(index.documents, tokenizer, index.bm25, scorer, selector, refusal)
+    return retriever, Composer(index.documents, tokenizer, index.terms, scorer, selector, refusal)

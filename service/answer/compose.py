@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ingest.bm25 import BM25
 from ingest.text import normalize, sentence_spans
 from ingest.tokenize import ORDINAL, Tokenizer
 from ingest.types import Chunk, Citation, Document, Hit, table_row_sentence
@@ -16,6 +15,7 @@ from service.answer.filters import Filter, named_spans
 from service.answer.logistic import Logistic
 from service.answer.parts import Part, split_parts
 from service.answer.selection import FRAGMENT_CHARS, Clues, length_feature
+from service.answer.store import TermStats
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 NOT_FOUND = "知识库中没有找到"
@@ -187,7 +187,7 @@ class Composer:
         self,
         documents: Mapping[str, Document],
         tokenizer: Tokenizer,
-        bm25: BM25,
+        bm25: TermStats,
         scorer: Scorer,
         selector: Logistic,
         threshold: float | None = None,

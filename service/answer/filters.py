@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ingest.metadata import normalize_date
+from ingest.metadata import effective_metadata, normalize_date
 from ingest.text import normalize
 from ingest.types import Chunk, Document
 
@@ -28,8 +28,6 @@ _DEPARTMENT_ALIASES = (
     ("工业和信息化部", "工信部"),
     ("发展和改革委员会", "发展改革委", "发改委"),
 )
-# The metadata keys filters read (table-row fields, see ingest.types.FIELD_KEYS).
-FIELDS = ("department", "region", "date")
 _QUESTION_DATE = re.compile(r"(?<!\d)(?:19|20)\d\d\s*年(?:\s*\d{1,2}\s*月)?")
 _CACHE_SIZE = 256
 
@@ -140,14 +138,6 @@ def named_spans(text: str, places: Sequence[str], where: Filter) -> list[tuple[i
     if where.dated:
         spans += [m.span() for m in _QUESTION_DATE.finditer(text)]
     return spans
-
-
-def effective_metadata(chunk: Chunk, document: Document | None) -> dict[str, str]:
-    """The filterable fields of a chunk: its own where it has them, else its document's."""
-    inherited = document.metadata if document else {}
-    return {
-        key: value for key in FIELDS if (value := chunk.metadata.get(key) or inherited.get(key, ""))
-    }
 
 
 class FilterIndex:

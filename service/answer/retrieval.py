@@ -1,8 +1,8 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 (jieba) fused by reciprocal rank."""
+"""Hybrid retrieval: dense and BM25 (jieba) rankings from the store, fused in one score."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,15 +10,17 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.embedding import Embedder
-from ingest.store import LoadedIndex
 from ingest.tokenize import Tokenizer
 from ingest.types import Chunk, Hit
-from service.answer.filters import Filter, FilterIndex
-from service.answer.fusion import Fusion, rrf, zscore
+from service.answer.filters import Filter
+from service.answer.fusion import Fusion, Ranking, rrf, zscore
+from service.answer.store import Scored, Store
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 _SYNONYM_BOOST = 0.5
+# Scores equal to this many decimals are ties: stores sum float32 terms in other orders.
+_TIE_DIGITS = 5
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,11 @@ class Query:
 
 
 class Retriever:
-    """Searches one loaded index; thread-safe for concurrent reads."""
+    """Searches one version of a store; thread-safe for concurrent reads."""
 
     def __init__(
         self,
-        index: LoadedIndex,
+        store: Store,
         embedder: Embedder,
         tokenizer: Tokenizer,
         *,
@@ -44,18 +46,17 @@ class Retriever:
         rrf_k: int = 20,
         fusion: Fusion = "rrf",
     ) -> None:
-        self.index = index
+        self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.fusion = fusion
-        self.filters = FilterIndex(index.chunks, index.documents)
 
     @property
     def sources(self) -> Collection[str]:
         """Document names in the index."""
-        return self.index.documents.keys()
+        return self.store.documents.keys()
 
     def prepare(self, text: str, mode: Mode = "hybrid") -> Query:
         """Tokenise and (unless BM25-only) embed a question."""
@@ -76,18 +77,18 @@ class Retriever:
         Under a filter both retrievers search only the chunks it allows, so a
         restrictive filter loses no match to the candidate cut-off.
         """
-        allowed = self.filters.allowed(where)
-        dense = self._dense(query, allowed) if mode != "bm25" else {}
-        sparse = self._bm25(query, allowed) if mode != "dense" else {}
+        dense = self._dense(query, where) if mode != "bm25" else {}
+        sparse = self._bm25(query, where) if mode != "dense" else {}
         rankings = [r for r, used in ((dense, mode != "bm25"), (sparse, mode != "dense")) if used]
         if self.fusion == "zscore" and mode == "hybrid":
             fused = zscore(rankings)
         else:
             fused = rrf(rankings, self.rrf_k)
         order = sorted(fused, key=lambda i: (-fused[i], i))[:top_k]
+        chunks = self.store.get(order)
         return [
             Hit(
-                chunk=self.index.chunks[i],
+                chunk=chunk,
                 score=round(fused[i], 6),
                 dense_rank=dense[i][0] if i in dense else None,
                 bm25_rank=sparse[i][0] if i in sparse else None,
@@ -95,33 +96,25 @@ class Retriever:
                 bm25_score=sparse[i][1] if i in sparse else None,
             )
             for i in order
+            if (chunk := chunks.get(i)) is not None
         ]
 
     def rows(self, where: Filter) -> list[Chunk]:
         """Every table-row chunk the filter allows, in corpus order."""
-        allowed = self.filters.allowed(where)
-        chunks = self.index.chunks
-        ids = range(len(chunks)) if allowed is None else allowed
-        return [chunks[i] for i in ids if chunks[i].kind == "table_row"]
+        return self.store.rows(where)
 
-    def _dense(
-        self, query: Query, allowed: npt.NDArray[np.int64] | None
-    ) -> Mapping[int, tuple[int, float]]:
+    def _dense(self, query: Query, where: Filter | None) -> Ranking:
         assert query.vector is not None, "dense search needs an embedded query"
-        scores, ids = self.index.vectors.search(query.vector, self.candidates, allowed)
-        return {int(i): (r + 1, float(s)) for r, (s, i) in enumerate(zip(scores, ids, strict=True))}
+        return _ranking(self.store.dense(query.vector, self.candidates, where))
 
-    def _bm25(
-        self, query: Query, allowed: npt.NDArray[np.int64] | None
-    ) -> Mapping[int, tuple[int, float]]:
+    def _bm25(self, query: Query, where: Filter | None) -> Ranking:
         # Synonyms widen recall for paraphrased questions but count half.
         boosts = dict.fromkeys(query.synonyms, _SYNONYM_BOOST)
-        scores = self.index.bm25.scores([*query.tokens, *query.synonyms], boosts)
-        if allowed is not None:
-            masked = np.full_like(scores, -1.0)
-            masked[allowed] = scores[allowed]
-            scores = masked
-        n = min(self.candidates, int((scores > 0).sum()))
-        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return {int(i): (r + 1, float(scores[i])) for r, i in enumerate(top)}
+        terms = [*query.tokens, *query.synonyms]
+        return _ranking(self.store.lexical(terms, boosts, self.candidates, where))
+
+
+def _ranking(scored: Scored) -> Ranking:
+    """Ranks by score, ties (to float rounding) in corpus order, whichever store scored."""
+    ordered = sorted(scored, key=lambda pair: (-round(pair[1], _TIE_DIGITS), pair[0]))
+    return {key: (rank + 1, score) for rank, (key, score) in enumerate(ordered)}

@@ -6,9 +6,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from ingest.store import LoadedIndex, current_version, load_index, read_manifest
+from ingest.store import current_version, read_manifest
 from service.answer.build import with_index
 from service.answer.qa import QA
+from service.answer.store import Store, load_store
 from service.api.jobs import IngestQueue
 from service.api.middleware.metrics import Metrics
 from service.config import DEFAULT_COLLECTION, Settings
@@ -48,12 +49,7 @@ class AppState:
         found = self.collections.get(collection or "")
         if found is None and read_manifest(settings.index_dir) is not None:
             # Made by another process (`zhice add --collection`) since we started.
-            self.install(
-                load_index(
-                    settings.index_dir, settings.embedding_model, settings.embedding_backend
-                ),
-                collection,
-            )
+            self.install(load_store(settings), collection)
             found = self.collections.get(collection or "")
         if found is None:
             raise UnknownCollectionError(
@@ -61,21 +57,21 @@ class AppState:
             )
         return found
 
-    def install(self, index: LoadedIndex, collection: str | None = None) -> None:
+    def install(self, index: Store, collection: str | None = None) -> None:
         """Serve `index` for a collection from now on, if it is still the version in force."""
         settings = self.settings.collection(collection)
         with self._swap:
             if self.qa is None or current_version(settings.index_dir) != index.path.name:
                 return  # a newer version is already current; its loader installs it
             serving = self._serving(collection)
-            if serving is not None and serving.retriever.index.path.name == index.path.name:
+            if serving is not None and serving.retriever.store.path.name == index.path.name:
                 return
             qa = with_index(self.qa, index, settings)
             if settings is self.settings:
                 self.qa = qa
             else:
                 self.collections = {**self.collections, str(collection): qa}
-            log.info("serving %s (%d chunks)", index.path, len(index.chunks))
+            log.info("serving %s (%d chunks)", index.path, len(index))
 
     def follow(self, collection: str | None = None) -> None:
         """Load a collection's index in the background if another process changed it.
@@ -88,7 +84,7 @@ class AppState:
             return
         settings = self.settings.collection(collection)
         version = current_version(settings.index_dir)
-        if version in {None, serving.retriever.index.path.name}:
+        if version in {None, serving.retriever.store.path.name}:
             return
         if self._following.acquire(blocking=False):
             threading.Thread(
@@ -100,12 +96,7 @@ class AppState:
         for name in self.settings.collection_names()[1:]:
             settings = self.settings.collection(name)
             try:
-                self.install(
-                    load_index(
-                        settings.index_dir, settings.embedding_model, settings.embedding_backend
-                    ),
-                    name,
-                )
+                self.install(load_store(settings), name)
             except ZhiceError as exc:
                 log.error("collection %s not served: %s", name, exc.message)
 
@@ -117,12 +108,7 @@ class AppState:
     def _reload(self, collection: str | None) -> None:
         settings = self.settings.collection(collection)
         try:
-            self.install(
-                load_index(
-                    settings.index_dir, settings.embedding_model, settings.embedding_backend
-                ),
-                collection,
-            )
+            self.install(load_store(settings), collection)
         except (ZhiceError, OSError, ValueError) as exc:  # e.g. a version removed mid-read
             log.warning("could not load the new index version: %s", exc)
         finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ingest.limits import Budget
 from ingest.loaders import load_bytes, with_stated
 from ingest.update import Action, update
+from service.answer.store import store_of
 from service.api.schemas.core import DocumentUpdate
 from service.api.state import AppState
 
@@ -54,14 +55,14 @@ def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event)
         tokenizer=loaded.tokenizer,
         budget=budget,
         batch_size=settings.batch_size,
+        milvus=settings.milvus_target(),
     )
-    state.install(result.index, request.collection)
-    chunks = sum(1 for c in result.index.chunks if c.source == request.source)
+    state.install(store_of(result.index), request.collection)
     return DocumentUpdate(
         action=request.action,
         source=request.source,
         title=document.title if document else None,
-        chunks=chunks,
+        chunks=result.embedded,  # every chunk of the new document is embedded
         embedded=result.embedded,
         documents=len(result.index.documents),
         seconds=round(result.seconds, 3),

@@ -11,7 +11,7 @@ from service.api.schemas.core import CitationPublic
 
 def public_citations(qa: QA, citations: Iterable[Citation]) -> list[CitationPublic]:
     """Citations as the API shows them, with the page of a paged (PDF) document."""
-    documents = qa.retriever.index.documents
+    documents = qa.retriever.store.documents
     out = []
     for c in citations:
         document = documents.get(c.source)

@@ -1,9 +1,9 @@
-"""Commands that build the knowledge base: prepare-model, ingest, add, remove."""
+"""Commands that build the knowledge base: prepare-model, ingest, add, remove, migrate."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -49,6 +49,7 @@ def ingest(settings: Settings, force: bool) -> None:
         backend=settings.embedding_backend,
         batch_size=settings.batch_size,
         force=force,
+        milvus=settings.milvus_target(),
     )
     for name, reason in result.skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)
@@ -88,6 +89,33 @@ def add(settings: Settings, /, path: Path, replacing: bool, **fields: str | None
 
 
 @cli.command()
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["milvus", "local"]),
+    required=True,
+    help="The store to move the index in force to (Milvus: ZHICE_MILVUS_URI).",
+)
+@click.pass_obj
+@errors_to_exit
+def migrate(settings: Settings, to: Literal["milvus", "local"]) -> None:
+    """Move the knowledge base to the other store, reusing every stored vector."""
+    from ingest.migrate import migrate as run_migrate
+
+    moved = run_migrate(
+        settings.index_dir,
+        settings.embedding_model,
+        settings.embedding_backend,
+        to,
+        settings.milvus_location(),
+    )
+    click.echo(
+        f"moved {moved} chunks to the {to} store; serve it with ZHICE_STORE={to} "
+        "(a running service on the other store stops serving this index)"
+    )
+
+
+@cli.command()
 @click.argument("source")
 @click.pass_obj
 @errors_to_exit
@@ -112,7 +140,16 @@ def _update(
     embedder = embedder_for(settings)
     corpus_dir, index_dir, model = settings.corpus_dir, settings.index_dir, settings.embedding_model
     result = update(
-        corpus_dir, index_dir, model, embedder, action, source, document, data, budget=budget
+        corpus_dir,
+        index_dir,
+        model,
+        embedder,
+        action,
+        source,
+        document,
+        data,
+        budget=budget,
+        milvus=settings.milvus_target(),
     )
     click.echo(
         f"{action} {source}: {result.embedded} chunks embedded, {len(result.index.documents)} "

@@ -194,7 +194,7 @@ def configurations(qa: QA, settings: Settings) -> dict[str, tuple[Retriever, Mod
     main = qa.retriever
     other: Fusion = "rrf" if settings.fusion == "zscore" else "zscore"
     alternative = Retriever(
-        main.index,
+        main.store,
         main.embedder,
         main.tokenizer,
         candidates=settings.candidates,

@@ -178,7 +178,7 @@ def run(
         history = [Turn(role, content) for role, content in q.history]
         return qa.ask(q.question, 10, history=history, mode=mode)
 
-    relevant = relevant_counts(questions, [c.text for c in qa.retriever.index.chunks])
+    relevant = relevant_counts(questions, [c.text for c in qa.retriever.store.chunks()])
     return run_with(ask, questions, on_progress, relevant)
 
 

@@ -193,7 +193,7 @@ def examples(
 ) -> list[Example]:
     """Ask every dev question, its near misses and the CMRC questions; keep the features."""
     tokenizer = qa.retriever.tokenizer
-    documents = {s: d.text for s, d in qa.retriever.index.documents.items()}
+    documents = {s: d.text for s, d in qa.retriever.store.documents.items()}
     corpus = "\n".join(documents.values())
     foreign = names_in(cmrc_paragraphs, tokenizer, corpus)[:FOREIGN_NAMES]
     rows: list[tuple[str, str, str, int, tuple[Turn, ...]]] = []

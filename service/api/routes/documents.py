@@ -7,7 +7,6 @@ a collection that does not exist yet creates it.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from functools import partial
 from typing import Annotated, Any
 
@@ -99,8 +98,8 @@ def list_collections(state: StateDep) -> CollectionList:
         collections=[
             CollectionSummary(
                 name=name,
-                documents=len(qa.retriever.index.documents),
-                chunks=len(qa.retriever.index.chunks),
+                documents=len(qa.retriever.store.documents),
+                chunks=len(qa.retriever.store),
             )
             for name, qa in served.items()
         ]
@@ -110,12 +109,14 @@ def list_collections(state: StateDep) -> CollectionList:
 @router.get("/documents", response_model=DocumentList, responses=documented(400, 404, 422, 503))
 def list_documents(state: StateDep, collection: Collection = None) -> DocumentList:
     """Every document in the knowledge base, with its title and chunk count."""
-    index = state.pipeline(collection).retriever.index
-    counts = Counter(chunk.source for chunk in index.chunks)
+    store = state.pipeline(collection).retriever.store
+    counts = store.counts()
     return DocumentList(
         documents=[
-            DocumentSummary(source=d.source, title=d.title, chars=len(d.text), chunks=counts[s])
-            for s, d in sorted(index.documents.items())
+            DocumentSummary(
+                source=d.source, title=d.title, chars=len(d.text), chunks=counts.get(s, 0)
+            )
+            for s, d in sorted(store.documents.items())
         ]
     )
 
@@ -127,8 +128,8 @@ def list_documents(state: StateDep, collection: Collection = None) -> DocumentLi
 )
 def get_document(source: Source, state: StateDep, collection: Collection = None) -> DocumentDetail:
     """One document's text (what citation offsets index into) and its chunks."""
-    index = state.pipeline(collection).retriever.index
-    doc = index.documents.get(source)
+    store = state.pipeline(collection).retriever.store
+    doc = store.documents.get(source)
     if doc is None:
         raise NotFoundError(f"no document named {source!r}; see GET /documents")
     return DocumentDetail(
@@ -145,8 +146,7 @@ def get_document(source: Source, state: StateDep, collection: Collection = None)
                 context=c.context,
                 metadata=dict(c.metadata),
             )
-            for c in index.chunks
-            if c.source == source
+            for c in store.chunks(source)
         ],
         flagged=[
             FlaggedSentence(

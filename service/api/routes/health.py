@@ -29,7 +29,7 @@ async def readyz(state: StateDep) -> Health | JSONResponse:
     if state.qa is None:
         message = state.failure or "loading the index and model"
         return JSONResponse(error_body("not_ready", message), status_code=503)
-    return Health(status="ready", detail=str(state.qa.retriever.index.path))
+    return Health(status="ready", detail=str(state.qa.retriever.store.path))
 
 
 @router.get("/metrics", response_class=Response)
