@@ -53,6 +53,7 @@ def test_every_check_passes_on_every_operation(
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # where it keeps its example database
         )
     summary = run.stdout[-3000:]
     assert run.returncode == 0, summary
