@@ -294,7 +294,10 @@ def kills(settings: Settings, trials: int) -> Rows:
             name = f"kill-{trial}.docx"
             paragraphs = [f"第{trial}次断电试验第{k}条：算力调度保障要求。" for k in range(120)]
             data = docx_bytes(paragraphs, heading=f"第{trial}次断电试验")
-            before = set(load_index(settings.index_dir, settings.embedding_model).documents)
+            index = load_index(
+                settings.index_dir, settings.embedding_model, settings.embedding_backend
+            )
+            before = set(index.documents)
             sender = threading.Thread(target=_quietly_upload, args=(url, name, data))
             sender.start()
             time.sleep(random.uniform(0.05, 8.0))  # before, during or after the commit
@@ -327,7 +330,7 @@ def _quietly_upload(url: str, name: str, data: bytes) -> None:
 def _after_kill(settings: Settings, url: str, name: str, before: set[str]) -> tuple[str, str]:
     """("whole" or "absent", what is wrong if anything) once the server has restarted."""
     served = {d["source"] for d in httpx.get(f"{url}/documents", timeout=30).json()["documents"]}
-    index = load_index(settings.index_dir, settings.embedding_model)
+    index = load_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
     leftovers = [p.name for p in settings.corpus_dir.iterdir() if p.name.startswith(".upload-")]
     leftovers += [
         p.name
