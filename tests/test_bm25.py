@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bm25 import BM25
+from ingest.bm25 import BM25, Postings
 from ingest.tokenize import Tokenizer
 
 
 def test_scores_match_hand_computation() -> None:
     corpus = [["a", "b"], ["a", "a", "c"], ["d"]]
-    bm25 = BM25.build(corpus, k1=1.2, b=0.75)
+    bm25 = BM25.build(corpus)
     avg = 2.0
     idf_a = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
     tf_part = 2 * 2.2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 3 / avg))
@@ -23,8 +23,8 @@ def test_scores_match_hand_computation() -> None:
 
 def test_save_and_load_roundtrip(tmp_path: Path) -> None:
     bm25 = BM25.build([["大模型", "算力"], ["政务", "服务"]])
-    bm25.save(tmp_path)
-    loaded = BM25.load(tmp_path)
+    bm25.segments[0].save(tmp_path)
+    loaded = BM25([Postings.load(tmp_path)])
     assert loaded.scores(["算力"]).tolist() == bm25.scores(["算力"]).tolist()
     assert loaded.vocabulary == bm25.vocabulary
 
