@@ -1,13 +1,14 @@
 """The one way an index version is built: chunks and vectors → BM25, ANN, manifest, files.
 
-`zhice ingest` (ingest.pipeline) and live updates (ingest.update) both end here, so a
-version written by either is the same kind of directory.
+`zhice ingest` (ingest.pipeline), the first document of a collection and the merge of
+a delta segment (ingest.update) all end here; other live updates write a delta segment
+beside this version's (`ingest.store.write_update`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def build_version(
     backend: str = "torch",
     tokenizer: Tokenizer | None = None,
     postings: Postings | None = None,
+    ann: Mapping[str, int] | None = None,
     before_switch: Callable[[], None] | None = None,
 ) -> LoadedIndex:
     """Index `chunks` (row i of `vectors` is chunk i) as one segment; make it current.
@@ -49,14 +51,15 @@ def build_version(
     `began` is the `perf_counter` time the build started, and `backend` the embedding
     backend that made the vectors, both for the manifest. Pass the chunks' `postings`
     when they are known (a merge of segments), or a loaded `tokenizer` to save loading
-    jieba's dictionaries; `before_switch` runs once the version is on disk, just before
+    jieba's dictionaries. `ann` overrides the ANN parameters chosen by size
+    (`ingest.store.ann_params`); `before_switch` runs once the version is on disk, just before
     it becomes current (see `write_index`).
     """
     by_source = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
     if postings is None:
         tokenizer = tokenizer or Tokenizer()
         postings = Postings.build([tokenizer.tokenize(c.search_text) for c in chunks])
-    vector_index = VectorIndex.build(vectors)
+    vector_index = VectorIndex.build(vectors, ann)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         model=model,

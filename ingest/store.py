@@ -95,10 +95,12 @@ class VectorIndex:
             self._alive_bitmap = np.packbits(alive[: self._base], bitorder="little")
 
     @classmethod
-    def build(cls, vectors: npt.NDArray[np.float32]) -> VectorIndex:
-        """Exact search for small corpora, IVF for large ones (see `ann_params`)."""
+    def build(
+        cls, vectors: npt.NDArray[np.float32], params: Mapping[str, int] | None = None
+    ) -> VectorIndex:
+        """Exact search for small corpora, IVF for large ones (`params`: `ann_params`)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        params = ann_params(len(vectors))
+        params = ann_params(len(vectors)) if params is None else params
         return cls([vectors], _build_ivf(vectors, params) if params else None, params)
 
     @property
@@ -158,10 +160,11 @@ class VectorIndex:
         parts, start = [], 0
         for segment in self._segments:
             lo, hi = np.searchsorted(rows, [start, start + len(segment)])
+            # einsum runs on this thread: BLAS's threads lose time on a busy machine.
             if hi - lo == len(segment):
-                parts.append(segment @ query)
+                parts.append(np.einsum("ij,j->i", segment, query))
             elif hi > lo:
-                parts.append(segment[rows[lo:hi] - start] @ query)
+                parts.append(np.einsum("ij,j->i", segment[rows[lo:hi] - start], query))
             start += len(segment)
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 

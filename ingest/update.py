@@ -199,8 +199,8 @@ def _apply(
     """Write the version after `change`: a larger delta segment, or all merged into one.
 
     Only the changed document is tokenised. The delta is merged into the large segment
-    once it holds more than `merge_above` chunks and a fiftieth of the large one (a
-    rebuild of the ANN index, but no tokenising: the postings are merged as arrays).
+    once it and the dead ids number more than `merge_above` and a fiftieth of the large
+    segment (a rebuild of the ANN index, but no tokenising: postings merge as arrays).
     """
     added = Postings.build([change.tokenizer.tokenize(c.search_text) for c in change.chunks])
     table = chunk_table(old)
@@ -215,7 +215,7 @@ def _apply(
         documents.append(change.document)
         corpus[change.document.source] = change.document.sha256
     chunks = [*delta.chunks, *change.chunks]
-    if len(chunks) > max(merge_above, base // 50):
+    if len(chunks) + len(dead) > max(merge_above, base // 50):
         keep = np.ones(stored, dtype=bool)
         keep[dead] = False
         served = np.ones(len(old.chunks), dtype=bool)
