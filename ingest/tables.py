@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
@@ -234,6 +235,25 @@ class DocumentTable(Mapping[str, Document]):
     def where(self) -> Mapping[str, tuple[int, int]]:
         """Source → (segment, offset), as written to `documents.json`."""
         return self._where
+
+
+def chunk_counts(chunks: Sequence[Chunk]) -> Counter[str]:
+    """Chunks per source; from the stored codes when `chunks` is a ChunkTable."""
+    if not isinstance(chunks, ChunkTable):
+        return Counter(c.source for c in chunks)
+    facets = chunks.facets
+    counts: Counter[str] = Counter()
+    for code, count in enumerate(np.bincount(facets.source_codes, minlength=len(facets.sources))):
+        if count:
+            counts[facets.sources[code]] += int(count)
+    return counts
+
+
+def chunks_of(chunks: Sequence[Chunk], source: str) -> list[Chunk]:
+    """The chunks of one source, in id order, reading only those from a ChunkTable."""
+    if not isinstance(chunks, ChunkTable):
+        return [c for c in chunks if c.source == source]
+    return [chunks[int(i)] for i in chunks.ids_of(source)]
 
 
 def _line(row: Mapping[str, Any]) -> bytes:

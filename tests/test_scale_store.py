@@ -33,7 +33,9 @@ from tests.fakes import HashEmbedder
 
 QUESTIONS = ("算力券怎么申请", "政务大模型的安全要求", "海口市人工智能产业", "数据要素市场建设")
 ADDED = "海口市人工智能产业发展计划\n\n海口市提出到2027年培育50家人工智能企业，建设算力中心。\n"
-REPLACED = "地方政策汇编（修订）\n\n广东省发放算力券，支持中小企业使用智能算力，政务大模型试点扩大。\n"
+REPLACED = (
+    "地方政策汇编（修订）\n\n广东省发放算力券，支持中小企业使用智能算力，政务大模型试点扩大。\n"
+)
 
 
 def _ingest(corpus: Path, index: Path) -> None:

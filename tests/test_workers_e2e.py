@@ -92,6 +92,7 @@ def test_both_workers_see_concurrent_updates(two_workers: tuple[str, Path, list[
         assert time.monotonic() < deadline, "a worker never loaded the new version"
         httpx.get(f"{url}/documents", timeout=30)
         time.sleep(0.1)
+
     def listed() -> dict[str, int]:
         documents = httpx.get(f"{url}/documents", timeout=30).json()["documents"]
         return {d["source"]: d["chunks"] for d in documents}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ingest.limits import Budget
 from ingest.loaders import load_bytes, with_stated
+from ingest.tables import chunk_counts
 from ingest.update import Action, update
 from service.api.schemas.core import DocumentUpdate
 from service.api.state import AppState
@@ -56,7 +57,7 @@ def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event)
         batch_size=settings.batch_size,
     )
     state.install(result.index, request.collection)
-    chunks = sum(1 for c in result.index.chunks if c.source == request.source)
+    chunks = chunk_counts(result.index.chunks)[request.source]
     return DocumentUpdate(
         action=request.action,
         source=request.source,

@@ -7,7 +7,6 @@ a collection that does not exist yet creates it.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from functools import partial
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import JSONResponse
 
 from ingest.names import source_name
+from ingest.tables import chunk_counts, chunks_of
 from service.api.deps import StateDep
 from service.api.jobs import Job
 from service.api.middleware.writes import admission_of
@@ -87,7 +87,7 @@ def list_collections(state: StateDep) -> CollectionList:
 def list_documents(state: StateDep, collection: Collection = None) -> DocumentList:
     """Every document in the knowledge base, with its title and chunk count."""
     index = state.pipeline(collection).retriever.index
-    counts = Counter(chunk.source for chunk in index.chunks)
+    counts = chunk_counts(index.chunks)
     return DocumentList(
         documents=[
             DocumentSummary(source=d.source, title=d.title, chars=len(d.text), chunks=counts[s])
@@ -121,8 +121,7 @@ def get_document(source: str, state: StateDep, collection: Collection = None) ->
                 context=c.context,
                 metadata=dict(c.metadata),
             )
-            for c in index.chunks
-            if c.source == source
+            for c in chunks_of(index.chunks, source)
         ],
         flagged=[
             FlaggedSentence(
