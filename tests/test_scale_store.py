@@ -155,11 +155,9 @@ def test_memory_mapped_index_answers_like_an_eager_one(
 
 
 def test_ann_index_is_chosen_by_size() -> None:
-    assert ann_params(1_000) == {} and ann_params(200_000) == {}
-    assert ann_params(1_000_000) == {"nlist": 4096, "nprobe": 64}
-    small, large = ann_params(300_000), ann_params(4_000_000)
-    assert small["nlist"] < 4096 < large["nlist"]
-    assert all(p["nprobe"] * 64 >= p["nlist"] for p in (small, large))
+    assert ann_params(1_000) == {} and ann_params(50_000) == {}
+    assert ann_params(1_000_000) == {"M": 32, "efConstruction": 40, "efSearch": 64}
+    assert ann_params(5_000_000)["efSearch"] > ann_params(1_000_000)["efSearch"]
 
 
 def _clustered(count: int, dim: int = 32) -> np.ndarray:
@@ -169,14 +167,14 @@ def _clustered(count: int, dim: int = 32) -> np.ndarray:
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_ivf_is_recorded_in_the_manifest_and_memory_mapped(tmp_path: Path) -> None:
+def test_hnsw_is_recorded_in_the_manifest_and_memory_mapped(tmp_path: Path) -> None:
     vectors = _clustered(3_000)
     chunks = [
         Chunk(f"d{i // 100}.txt#{i}:{i:08x}", f"d{i // 100}.txt", "t", 0, 1, "文")
         for i in range(len(vectors))
     ]
     documents = [Document(f"d{d}.txt", "t", "文", f"{d:064x}") for d in range(30)]
-    params = {"nlist": 16, "nprobe": 4}
+    params = {"M": 16, "efConstruction": 40, "efSearch": 16}
     build_version(
         tmp_path,
         model="fake-hash",
@@ -189,11 +187,11 @@ def test_ivf_is_recorded_in_the_manifest_and_memory_mapped(tmp_path: Path) -> No
     )
     manifest = read_manifest(tmp_path)
     assert manifest is not None
-    assert manifest.index_type == "IndexIVFFlat" and manifest.ann == params
+    assert manifest.index_type == "IndexHNSWFlat" and manifest.ann == params
     index = load_index(tmp_path, "fake-hash")
     exact = VectorIndex([vectors])
     few = np.arange(500, 600, dtype=np.int64)  # one document: searched row by row
-    many = np.arange(0, 3_000, 2, dtype=np.int64)  # half: the IVF probes twice the lists
+    many = np.arange(0, 3_000, 2, dtype=np.int64)  # half: HNSW keeps twice the candidates
     for allowed in (None, few, many):
         recall = []
         for q in vectors[:50]:

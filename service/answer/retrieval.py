@@ -116,12 +116,6 @@ class Retriever:
     ) -> Mapping[int, tuple[int, float]]:
         # Synonyms widen recall for paraphrased questions but count half.
         boosts = dict.fromkeys(query.synonyms, _SYNONYM_BOOST)
-        scores = self.index.bm25.scores([*query.tokens, *query.synonyms], boosts)
-        if allowed is not None:
-            masked = np.full_like(scores, -1.0)
-            masked[allowed] = scores[allowed]
-            scores = masked
-        n = min(self.candidates, int((scores > 0).sum()))
-        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return {int(i): (r + 1, float(scores[i])) for r, i in enumerate(top)}
+        terms = [*query.tokens, *query.synonyms]
+        ids, scores = self.index.bm25.top(terms, self.candidates, boosts, allowed)
+        return {int(i): (r + 1, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True))}
