@@ -177,8 +177,13 @@ def throughput(url: str, questions: Sequence[str], rounds: int) -> float:
             local.http = httpx.Client(base_url=url, timeout=120)
         local.http.post("/ask", json={"question": question}).raise_for_status()
 
+    ready = 0
+    while ready < 4 * CLIENTS:  # /readyz answered for one worker: wait for all of them
+        answer = httpx.post(f"{url}/ask", json={"question": questions[0]}, timeout=120)
+        ready = ready + 1 if answer.status_code == 200 else 0
+        time.sleep(0 if ready else 0.5)
     with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(ask, questions[:CLIENTS]))  # warm every worker's connection
+        list(pool.map(ask, questions[:CLIENTS]))  # warm every client's connection
         began = time.perf_counter()
         list(pool.map(ask, list(questions) * rounds))
     return len(questions) * rounds / (time.perf_counter() - began)
