@@ -74,7 +74,10 @@ def two_workers(real_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, 
 def test_both_workers_see_concurrent_updates(two_workers: tuple[str, Path, list[int]]) -> None:
     url, index, workers = two_workers
     before = os.readlink(index / "current")
-    assert all(_mapped(pid, before) for pid in workers)  # loaded from disk, memory-mapped
+    deadline = time.monotonic() + 120  # /readyz answered for one worker; the other loads
+    while not all(_mapped(pid, before) for pid in workers):  # loaded memory-mapped
+        assert time.monotonic() < deadline, "a worker never loaded the index"
+        time.sleep(0.2)
 
     def add(name: str) -> int:
         # A connection of its own: the two additions may reach different workers.
