@@ -166,6 +166,7 @@ class BM25:
         lengths = np.concatenate([s.lengths for s in self.segments]).astype(np.float32)
         self._alive = alive if alive is not None and not alive.all() else None
         self._alive_ids = None if self._alive is None else np.flatnonzero(self._alive)
+        self._dead = None if self._alive is None else np.flatnonzero(~self._alive)
         live = lengths if self._alive is None else lengths[self._alive]
         self.n_docs = len(live)
         avg = float(live.sum()) / self.n_docs if self.n_docs and live.sum() else 1.0
@@ -207,36 +208,32 @@ class BM25:
         allowed: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """The k best-scoring chunks with a score above 0, among `allowed` (ascending ids)
-        when given: (ids, scores), best first, ties by id. Costs time in proportion to
-        the query terms' postings: only chunks holding a term are looked at."""
+        when given: (ids, scores), best first, ties by id. Scores are summed over the
+        query terms' postings only; picking the best is one pass over the accumulator
+        (or over the allowed ids), with no sort of the corpus."""
         out = np.zeros(int(self._starts[-1]), dtype=np.float32)
-        touched = []
         for term in set(tokens):
             found = self._postings(term)
-            if found is None:
-                continue
-            docs, tf, df = found
-            weight = (boosts.get(term, 1.0) if boosts else 1.0) * self._idf(df) * (K1 + 1)
-            out[docs] += weight * tf / (tf + self._norm[docs])
-            touched.append(docs)
-        if not touched:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        ids = np.unique(np.concatenate(touched))
+            if found is not None:
+                docs, tf, df = found
+                weight = (boosts.get(term, 1.0) if boosts else 1.0) * self._idf(df) * (K1 + 1)
+                out[docs] += weight * tf / (tf + self._norm[docs])
+        if self._dead is not None:
+            out[self._dead] = 0
+        if allowed is None:
+            ids = np.flatnonzero(out)
+        else:
+            ids = allowed if self._alive_ids is None else self._alive_ids[allowed]
+            ids = ids[out[ids] > 0]
         scores = out[ids]
-        if self._alive is not None and self._alive_ids is not None:
-            keep = self._alive[ids]
-            ids = np.searchsorted(self._alive_ids, ids[keep])
-            scores = scores[keep]
-        if allowed is not None:
-            keep = np.isin(ids, allowed, assume_unique=True)
-            ids, scores = ids[keep], scores[keep]
-        keep = scores > 0
-        ids, scores = ids[keep], scores[keep]
         if len(ids) > k:
             cut = np.argpartition(-scores, k - 1)[:k]
             ids, scores = ids[cut], scores[cut]
         order = np.lexsort((ids, -scores))
-        return ids[order].astype(np.int64), scores[order]
+        ids, scores = ids[order], scores[order]
+        if self._alive_ids is not None:  # stored ids → served ids (order is kept)
+            ids = np.searchsorted(self._alive_ids, ids)
+        return ids.astype(np.int64), scores
 
     def term_idf(self, term: str) -> float:
         """IDF of a term; unseen terms get the highest possible weight."""
