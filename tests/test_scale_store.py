@@ -156,7 +156,8 @@ def test_memory_mapped_index_answers_like_an_eager_one(
 
 def test_ann_index_is_chosen_by_size() -> None:
     assert ann_params(1_000) == {} and ann_params(50_000) == {}
-    assert ann_params(1_000_000) == {"M": 32, "efConstruction": 40, "efSearch": 64}
+    assert ann_params(1_000_000) == {"M": 32, "efConstruction": 40, "efSearch": 256}
+    assert ann_params(100_000)["efSearch"] < ann_params(1_000_000)["efSearch"]
     assert ann_params(5_000_000)["efSearch"] > ann_params(1_000_000)["efSearch"]
 
 
