@@ -334,10 +334,10 @@ def chart(path: Path, results: dict[int, dict[str, str]]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    picks = {
+    picks: dict[str, tuple[str, float]] = {
         "dense p50": ("dense unfiltered", 5.0),
         "BM25 p50": ("BM25 top-10", 30.0),
-        "/ask − encode": ("/ask over HTTP", None),
+        "/ask − encode": ("/ask over HTTP", 40.0),
     }
     figure = Figure(figsize=(7, 3.5), dpi=120)
     FigureCanvasAgg(figure)
@@ -353,8 +353,10 @@ def chart(path: Path, results: dict[int, dict[str, str]]) -> None:
         axes.bar(xs, values, width, label=f"{size:,} chunks")
     for i, (_, limit) in enumerate(picks.values()):
         if limit:
-            axes.hlines(limit, i - 0.1, i + 0.9, colors="red", linestyles="dashed")
-    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(picks))], list(picks))
+            left = i - width / 2
+            axes.hlines(limit, left, left + width * len(results), colors="red", linestyles="dashed")
+    middle = width * (len(results) - 1) / 2
+    axes.set_xticks([i + middle for i in range(len(picks))], list(picks))
     axes.set_ylabel("ms (red: acceptance limit)")
     axes.set_title("zhice local backend at scale (make bench-scale)")
     axes.legend()
