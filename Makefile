@@ -65,7 +65,7 @@ bench: index
 	$(BIN)/python -m tests.bench
 
 # The local backend at 100,000 and 1,000,000 synthetic chunks (not part of `make test`;
-# about 15 minutes and 8 GB of disk). SIZES picks others, e.g. SIZES=100000.
+# about 45 minutes on two busy cores, 10 GB of disk). SIZES picks others, e.g. SIZES=100000.
 SIZES ?= 100000,1000000
 .PHONY: bench-scale
 bench-scale: model
