@@ -70,6 +70,13 @@ bench: index
 bench-milvus: model
 	$(BIN)/python -m tests.bench_milvus --chunks 100000
 
+# The local backend at 100,000 and 1,000,000 synthetic chunks (not part of `make test`;
+# about 45 minutes on two busy cores, 10 GB of disk). SIZES picks others, e.g. SIZES=100000.
+SIZES ?= 100000,1000000
+.PHONY: bench-scale
+bench-scale: model
+	$(BIN)/python -m tests.bench_scale --sizes $(SIZES) --report reports/bench-scale
+
 # Abuse a real server on copies of the data (not part of `make test`): a DOCX bomb, an
 # upload flood, SOAK_SECONDS of 16 clients asking, SOAK_KILLS kill -9 trials.
 SOAK_SECONDS ?= 600

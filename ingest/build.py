@@ -1,20 +1,28 @@
 """The one way an index version is built: chunks and vectors → BM25, ANN, manifest, files.
 
-`zhice ingest` (ingest.pipeline) and live updates (ingest.update) both end here, so a
-version written by either is the same kind of directory.
+`zhice ingest` (ingest.pipeline), the first document of a collection and the merge of
+a delta segment (ingest.update) all end here; other live updates write a delta segment
+beside this version's (`ingest.store.write_update`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from ingest.bm25 import BM25
+from ingest.bm25 import Postings
 from ingest.chunking import ChunkerParams
 from ingest.embedding import Vectors
-from ingest.store import FORMAT_VERSION, LoadedIndex, Manifest, VectorIndex, write_index
+from ingest.store import (
+    FORMAT_VERSION,
+    LoadedIndex,
+    Manifest,
+    VectorIndex,
+    open_version,
+    write_index,
+)
 from ingest.tokenize import Tokenizer, fingerprint
 from ingest.types import Chunk, Document
 
@@ -34,19 +42,24 @@ def build_version(
     began: float,
     backend: str = "torch",
     tokenizer: Tokenizer | None = None,
+    postings: Postings | None = None,
+    ann: Mapping[str, int] | None = None,
     before_switch: Callable[[], None] | None = None,
 ) -> LoadedIndex:
-    """Index `chunks` (row i of `vectors` is chunk i) and make the version current.
+    """Index `chunks` (row i of `vectors` is chunk i) as one segment; make it current.
 
     `began` is the `perf_counter` time the build started, and `backend` the embedding
-    backend that made the vectors, both for the manifest. Pass a
-    loaded `tokenizer` to save loading jieba's dictionaries; `before_switch` runs once
-    the version is on disk, just before it becomes current (see `write_index`).
+    backend that made the vectors, both for the manifest. Pass the chunks' `postings`
+    when they are known (a merge of segments), or a loaded `tokenizer` to save loading
+    jieba's dictionaries. `ann` overrides the ANN parameters chosen by size
+    (`ingest.store.ann_params`); `before_switch` runs once the version is on disk, just before
+    it becomes current (see `write_index`).
     """
     by_source = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
-    tokenizer = tokenizer or Tokenizer()
-    bm25 = BM25.build([tokenizer.tokenize(c.search_text) for c in chunks])
-    vector_index = VectorIndex.build(vectors)
+    if postings is None:
+        tokenizer = tokenizer or Tokenizer()
+        postings = Postings.build([tokenizer.tokenize(c.search_text) for c in chunks])
+    vector_index = VectorIndex.build(vectors, ann)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         model=model,
@@ -58,6 +71,7 @@ def build_version(
         built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         build_seconds=round(time.perf_counter() - began, 3),
         backend=backend,
+        ann=vector_index.params,
     )
     path = write_index(
         index_dir,
@@ -65,14 +79,7 @@ def build_version(
         by_source.values(),
         chunks,
         vector_index,
-        bm25,
+        postings,
         before_switch=before_switch,
     )
-    return LoadedIndex(
-        path=path,
-        manifest=manifest,
-        documents=by_source,
-        chunks=chunks,
-        vectors=vector_index,
-        bm25=bm25,
-    )
+    return open_version(path, manifest)

@@ -31,8 +31,6 @@ from ingest.store import (
     CURRENT,
     Manifest,
     _fsync_dir,
-    _read_jsonl,
-    _write_jsonl,
     check_index,
     current_path,
     remove_stale_versions,
@@ -265,3 +263,16 @@ def write_catalog(
         raise
     remove_stale_versions(index_dir, keep=version)
     return replace(catalog, path=final)
+
+
+def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as rows:
+        return [json.loads(line) for line in rows if line.strip()]

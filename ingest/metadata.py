@@ -13,7 +13,6 @@ import re
 from importlib.resources import files
 
 from ingest.text import normalize
-from ingest.types import Chunk, Document
 
 # A date at the start of a value: 2024年1月5日, 2024年1月, 2024年, 2024-01-05, 2024/3/28,
 # 2023.11, 2024. A range (2023-2024年, 2024年1月至3月) is not one date.
@@ -121,15 +120,3 @@ def _places() -> tuple[str, ...]:
     text = files("ingest").joinpath("data", "places.txt").read_text(encoding="utf-8")
     words = {w for line in text.splitlines() for w in line.split("#", 1)[0].split()}
     return tuple(sorted(words, key=lambda w: (-len(w), w)))
-
-
-# The metadata keys filters read (table-row fields, see ingest.types.FIELD_KEYS).
-FIELDS = ("department", "region", "date")
-
-
-def effective_metadata(chunk: Chunk, document: Document | None) -> dict[str, str]:
-    """The filterable fields of a chunk: its own where it has them, else its document's."""
-    inherited = document.metadata if document else {}
-    return {
-        key: value for key in FIELDS if (value := chunk.metadata.get(key) or inherited.get(key, ""))
-    }

@@ -47,11 +47,10 @@ from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, Vectors, embed_passages
 from ingest.errors import EmptyDocumentError, ZhiceError
 from ingest.limits import Budget
-from ingest.metadata import FIELDS, effective_metadata
 from ingest.milvus import MilvusTarget, literal
 from ingest.store import FORMAT_VERSION, Manifest, current_path, locked, read_manifest
 from ingest.tokenize import Tokenizer
-from ingest.types import Chunk, Document
+from ingest.types import FILTER_FIELDS, Chunk, Document, effective_metadata
 from ingest.update import Action, UpdateResult, _check, _remove_stale_uploads, stage_upload
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ def update_milvus(
                 crash_before_switch=crash_before_switch,
             )
         old = load_catalog(index_dir, model, embedder.backend, target)
-        _check(old.documents, action, source, document)
+        _check(old.manifest.corpus, action, source, document)
         name, generation = old.collection, old.generation + 1
         _tidy(target, old)
         new_chunks: list[Chunk] = []
@@ -333,7 +332,7 @@ def _values(
     old: Mapping[str, Sequence[str]], chunks: Sequence[Chunk], documents: Mapping[str, Document]
 ) -> dict[str, tuple[str, ...]]:
     """The distinct filter values, old ones kept (a stale value only widens an IN list)."""
-    found = {key: set(old.get(key, ())) for key in FIELDS}
+    found = {key: set(old.get(key, ())) for key in FILTER_FIELDS}
     for chunk in chunks:
         for key, value in effective_metadata(chunk, documents.get(chunk.source)).items():
             found[key].add(value)
@@ -364,7 +363,7 @@ def _rows(
                 "kind": chunk.kind,
                 "context": chunk.context,
                 "metadata": dict(chunk.metadata),
-                **{key: fields.get(key, "") for key in FIELDS},
+                **{key: fields.get(key, "") for key in FILTER_FIELDS},
                 "seq": seq + i,
                 "gen": gen,
                 "length": len(tokens[i]),

@@ -84,6 +84,20 @@ class Chunk:
         return f"{self.context}\n{self.text}" if self.context else self.text
 
 
+# The metadata keys filters read (table-row fields, see FIELD_KEYS).
+FILTER_FIELDS = ("department", "region", "date")
+
+
+def effective_metadata(chunk: Chunk, document: Document | None) -> dict[str, str]:
+    """The filterable fields of a chunk: its own where it has them, else its document's."""
+    inherited = document.metadata if document else {}
+    return {
+        key: value
+        for key in FILTER_FIELDS
+        if (value := chunk.metadata.get(key) or inherited.get(key, ""))
+    }
+
+
 @dataclass(frozen=True)
 class Hit:
     """A chunk retrieved for a query, with its fused score and per-retriever ranks."""

@@ -1,8 +1,9 @@
 """Live updates: add, replace or remove one document without rebuilding the rest.
 
-Only the changed document is chunked and embedded; every other chunk keeps its stored
-vector. The BM25 table is rebuilt from the stored chunk texts, because its term
-statistics span the whole corpus (tokenising takes about 0.3 ms a chunk). The corpus
+Only the changed document is chunked, embedded and tokenised: its chunks join a small
+delta segment and the chunks it had are marked dead, while the large segment's files
+are shared with the previous version (see `ingest.store`); BM25 statistics are computed
+at query time, so nothing else is rebuilt. The corpus
 directory stays the source of truth that `zhice ingest` reads, so an update writes the
 file there too, in this order, under an exclusive lock on the index directory:
 
@@ -24,15 +25,16 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ingest.bm25 import Postings
 from ingest.build import build_version
 from ingest.chunking import chunk_document
-from ingest.embedding import Embedder, embed_passages
+from ingest.embedding import Embedder, Vectors, embed_passages
 from ingest.errors import (
     DocumentExistsError,
     DocumentNotFoundError,
@@ -41,15 +43,22 @@ from ingest.errors import (
 )
 from ingest.limits import Budget
 from ingest.store import (
+    Delta,
     LoadedIndex,
+    base_where,
+    chunk_table,
     current_version,
     load_index,
     locked,
+    open_version,
+    read_delta,
     read_manifest,
     remove_stale_versions,
+    stored_layout,
+    write_update,
 )
 from ingest.tokenize import Tokenizer
-from ingest.types import Document
+from ingest.types import Chunk, Document
 
 if TYPE_CHECKING:
     from ingest.catalog import Catalog
@@ -58,6 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Action = Literal["add", "replace", "remove"]
+# Live changes collect in the delta segment until it holds more chunks than this (and a
+# fiftieth of the large segment); then the two are merged.
+MERGE_ABOVE = 10_000
 # Staged uploads are named by a random id, never by the document's name.
 STAGED = re.compile(r"^\.upload-[0-9a-f]{32}\.tmp$")
 
@@ -88,6 +100,7 @@ def update(
     budget: Budget | None = None,
     batch_size: int = 16,
     crash_before_switch: Callable[[], None] | None = None,
+    merge_above: int = MERGE_ABOVE,
     milvus: MilvusTarget | None = None,
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
@@ -100,8 +113,10 @@ def update(
     `budget` limits the document's chunks, and its `stop` cancels the update at the
     next batch of `batch_size` passages, or just before the commit — never after.
     `crash_before_switch` runs between writing the new state and making it current — a
-    hook for tests that kill the process there. With `milvus`, the knowledge base lives
-    in Milvus and only the changed document's rows are written (`ingest.milvus_write`).
+    hook for tests that kill the process there. Live changes collect in a delta segment
+    merged into the large one when it outgrows `merge_above` chunks (see `_apply`). With
+    `milvus`, the knowledge base lives in Milvus and only the changed document's rows are
+    written (`ingest.milvus_write`).
     """
     began = time.perf_counter()
     budget = budget or Budget(source)
@@ -125,25 +140,15 @@ def update(
         )
     with locked(index_dir):
         old = _current(index_dir, model, embedder.backend, action)
-        documents = {s: d for s, d in old.documents.items() if s != source} if old else {}
-        _check(old.documents if old else {}, action, source, document)
-        chunks = [c for c in old.chunks if c.source != source] if old else []
-        if old is None:
-            vectors = np.zeros((0, embedder.dimension), np.float32)
-        else:
-            kept = np.array([c.source != source for c in old.chunks], dtype=bool)
-            vectors = old.vectors.vectors()[kept]
-        embedded = 0
+        _check(old.manifest.corpus if old else {}, action, source, document)
+        new_chunks: list[Chunk] = []
+        fresh = np.zeros((0, embedder.dimension), np.float32)
         if document is not None:
             new_chunks = chunk_document(document, budget=budget)
             if not new_chunks:
                 raise EmptyDocumentError(f"{source}: no text to index")
             texts = [c.search_text for c in new_chunks]
             fresh = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
-            chunks += new_chunks
-            vectors = np.vstack([vectors, fresh]).astype(np.float32)
-            documents[source] = document
-            embedded = len(new_chunks)
         for name in _remove_stale_uploads(corpus_dir):
             log.warning("removed %s, left by an interrupted update", name)
         staged = stage_upload(corpus_dir, data) if data is not None else None
@@ -158,33 +163,126 @@ def update(
             if crash_before_switch is not None:
                 crash_before_switch()
 
+        change = _Change(source, document, new_chunks, fresh, tokenizer or Tokenizer())
         try:
-            index = build_version(
-                index_dir,
-                model=model,
-                documents=documents.values(),
-                chunks=chunks,
-                vectors=vectors,
-                began=began,
-                backend=embedder.backend,
-                tokenizer=tokenizer,
-                before_switch=commit_corpus,
-            )
+            if old is None:
+                assert document is not None, "the first document is an addition"
+                index = build_version(
+                    index_dir,
+                    model=model,
+                    documents=[document],
+                    chunks=new_chunks,
+                    vectors=fresh,
+                    began=began,
+                    backend=embedder.backend,
+                    tokenizer=change.tokenizer,
+                    before_switch=commit_corpus,
+                )
+            else:
+                index = _apply(index_dir, old, change, began, merge_above, commit_corpus)
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
     seconds = time.perf_counter() - began
     log.info(
-        "%s %s: %d chunks (%d embedded) in %.2f s", action, source, len(chunks), embedded, seconds
+        "%s %s: %d chunks (%d embedded) in %.2f s",
+        action,
+        source,
+        len(index.chunks),
+        len(new_chunks),
+        seconds,
     )
     return UpdateResult(
         action=action,
         source=source,
-        chunks=len(chunks),
-        embedded=embedded,
+        chunks=len(index.chunks),
+        embedded=len(new_chunks),
         seconds=seconds,
         index=index,
     )
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One document's new state: None (removed) or its chunks and their vectors."""
+
+    source: str
+    document: Document | None
+    chunks: list[Chunk]
+    vectors: Vectors
+    tokenizer: Tokenizer
+
+
+def _apply(
+    index_dir: Path,
+    old: LoadedIndex,
+    change: _Change,
+    began: float,
+    merge_above: int,
+    before_switch: Callable[[], None],
+) -> LoadedIndex:
+    """Write the version after `change`: a larger delta segment, or all merged into one.
+
+    Only the changed document is tokenised. The delta is merged into the large segment
+    once it and the dead ids number more than `merge_above` and a fiftieth of the large
+    segment (a rebuild of the ANN index, but no tokenising: postings merge as arrays).
+    """
+    added = Postings.build([change.tokenizer.tokenize(c.search_text) for c in change.chunks])
+    table = chunk_table(old)
+    changed = table.ids_of(change.source)
+    gone = table.stored(changed)
+    base, stored, dead = stored_layout(old)
+    dead = np.union1d(dead, gone).astype(np.int64)
+    delta = read_delta(old, old.manifest.dimension)
+    documents = [d for d in delta.documents if d.source != change.source]
+    corpus = {s: h for s, h in old.manifest.corpus.items() if s != change.source}
+    if change.document is not None:
+        documents.append(change.document)
+        corpus[change.document.source] = change.document.sha256
+    chunks = [*delta.chunks, *change.chunks]
+    if len(chunks) + len(dead) > max(merge_above, base // 50):
+        keep = np.ones(stored, dtype=bool)
+        keep[dead] = False
+        served = np.ones(len(old.chunks), dtype=bool)
+        served[changed] = False
+        ids = np.flatnonzero(served)
+        others = [old.documents[s] for s in old.documents if s != change.source]
+        return build_version(
+            index_dir,
+            model=old.manifest.model,
+            documents=others + ([change.document] if change.document else []),
+            chunks=[*(old.chunks[int(i)] for i in ids), *change.chunks],
+            vectors=np.vstack([old.vectors.vectors()[ids], change.vectors]),
+            began=began,
+            backend=old.manifest.backend,
+            postings=old.bm25.segments[0].concat(delta.postings, keep=keep).concat(added),
+            before_switch=before_switch,
+        )
+    manifest = replace(
+        old.manifest,
+        corpus=corpus,
+        chunk_count=stored + len(change.chunks) - len(dead),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        build_seconds=round(time.perf_counter() - began, 3),
+        delta_chunks=len(chunks),
+        dead_chunks=len(dead),
+    )
+    where = {s: w for s, w in base_where(old).items() if s != change.source}
+    path = write_update(
+        index_dir,
+        manifest,
+        old.path,
+        where,
+        Delta(
+            documents,
+            chunks,
+            np.vstack([delta.vectors, change.vectors]).astype(np.float32),
+            delta.postings.concat(added),
+        ),
+        dead,
+        before_switch=before_switch,
+    )
+    return open_version(path, manifest)
 
 
 def _current(index_dir: Path, model: str, backend: str, action: Action) -> LoadedIndex | None:
@@ -195,8 +293,9 @@ def _current(index_dir: Path, model: str, backend: str, action: Action) -> Loade
 
 
 def _check(
-    documents: Mapping[str, Document], action: Action, source: str, document: Document | None
+    documents: Mapping[str, str], action: Action, source: str, document: Document | None
 ) -> None:
+    """Refuse an update the index's documents (source → content hash) do not allow."""
     exists = source in documents
     if action == "add" and exists:
         raise DocumentExistsError(f"{source} is already in the knowledge base; PUT replaces it")
@@ -206,10 +305,10 @@ def _check(
         raise LastDocumentError(f"{source} is the only document; add another first")
     if document is None:
         return
-    for other in documents.values():
-        if other.sha256 == document.sha256 and other.source != source:
+    for other, sha256 in documents.items():
+        if sha256 == document.sha256 and other != source:
             raise DocumentExistsError(
-                f"{source} has the same content as {other.source}, already in the knowledge base"
+                f"{source} has the same content as {other}, already in the knowledge base"
             )
 
 

@@ -34,7 +34,7 @@ def test_index_has_manifest_and_aligned_rows(fake_settings: Settings) -> None:
     manifest = read_manifest(fake_settings.index_dir)
     assert manifest is not None
     assert manifest.model == "fake-hash"
-    assert manifest.index_type == "IndexFlatIP"
+    assert manifest.index_type == "flat" and manifest.ann == {}
     assert set(manifest.corpus) == {p.name for p in fake_settings.corpus_dir.iterdir()}
     index = load_index(fake_settings.index_dir, "fake-hash")
     assert len(index.chunks) == len(index.vectors) == manifest.chunk_count

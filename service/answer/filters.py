@@ -17,9 +17,10 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ingest.metadata import effective_metadata, normalize_date
+from ingest.metadata import normalize_date
+from ingest.tables import ChunkTable
 from ingest.text import normalize
-from ingest.types import Chunk, Document
+from ingest.types import Chunk, Document, effective_metadata
 
 _PLACE_SUFFIX = re.compile(r"(回族自治区|壮族自治区|维吾尔自治区|特别行政区|自治区|省|市)$")
 # The policy tables name one ministry two ways (国家发展改革委, 国家发展和改革委员会) and
@@ -149,10 +150,15 @@ class FilterIndex:
     """
 
     def __init__(self, chunks: Sequence[Chunk], documents: Mapping[str, Document]) -> None:
-        self._sources = _Column([c.source for c in chunks])
-        self._metadata = _Column(
-            [tuple(effective_metadata(c, documents.get(c.source)).items()) for c in chunks]
-        )
+        if isinstance(chunks, ChunkTable):  # values stored as codes: no chunk is read
+            facets = chunks.facets
+            self._sources = _Column.of_codes(facets.source_codes, facets.sources)
+            self._metadata = _Column.of_codes(facets.facet_codes, facets.facets)
+        else:
+            self._sources = _Column([c.source for c in chunks])
+            self._metadata = _Column(
+                [tuple(effective_metadata(c, documents.get(c.source)).items()) for c in chunks]
+            )
         self._size = len(chunks)
         self._cache: dict[Filter, npt.NDArray[np.int64]] = {}
 
@@ -190,6 +196,13 @@ class _Column(Generic[_Value]):
             (codes.setdefault(v, len(codes)) for v in values), dtype=np.int64, count=len(values)
         )
         self.values = list(codes)
+
+    @classmethod
+    def of_codes(cls, codes: npt.NDArray[np.int64], values: Sequence[_Value]) -> _Column[_Value]:
+        """A column already coded (values may repeat; codes index them)."""
+        column = cls([])
+        column.codes, column.values = codes, list(values)
+        return column
 
     def test(self, keep: Callable[[_Value], bool]) -> npt.NDArray[np.bool_]:
         """Per chunk: whether its value is kept."""

@@ -17,9 +17,8 @@ import numpy.typing as npt
 
 from ingest import milvus
 from ingest.catalog import Catalog, Terms, visible
-from ingest.metadata import FIELDS
 from ingest.milvus import CHUNK_FIELDS, chunk_of, literal
-from ingest.types import Chunk, Document
+from ingest.types import FILTER_FIELDS, Chunk, Document
 from service.answer.filters import Filter
 from service.answer.store import Scored
 
@@ -67,7 +66,7 @@ class MilvusStore:
             if not where.sources:
                 return None
             parts.append(f"source in [{', '.join(map(literal, where.sources))}]")
-        for field in FIELDS:
+        for field in FILTER_FIELDS:
             if where is None or not _restricts(where, field):
                 continue
             alone = _ALONE[field](where)

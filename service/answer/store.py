@@ -9,7 +9,7 @@ key in Milvus.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ingest.catalog import Catalog, is_catalog
 from ingest.errors import IndexIncompatibleError
 from ingest.store import LoadedIndex, load_index
+from ingest.tables import chunk_counts, chunks_of
 from ingest.types import Chunk, Document
 from service.answer.filters import Filter, FilterIndex
 from service.config import Settings
@@ -31,7 +32,7 @@ class TermStats(Protocol):
     """Corpus term statistics the composer weighs question words by."""
 
     @property
-    def vocabulary(self) -> Mapping[str, int]:
+    def vocabulary(self) -> Collection[str]:
         """Every indexed term."""
         ...
 
@@ -118,11 +119,8 @@ class LocalStore:
         return len(self.index.chunks)
 
     def counts(self) -> Mapping[str, int]:
-        """Chunks of each document."""
-        counts: dict[str, int] = {}
-        for chunk in self.index.chunks:
-            counts[chunk.source] = counts.get(chunk.source, 0) + 1
-        return counts
+        """Chunks of each document (from the stored source codes, not by reading chunks)."""
+        return chunk_counts(self.index.chunks)
 
     def dense(self, vector: npt.NDArray[np.float32], k: int, where: Filter | None) -> Scored:
         """Exact (or HNSW) FAISS search, restricted by an ID selector under a filter."""
@@ -132,17 +130,9 @@ class LocalStore:
     def lexical(
         self, tokens: Sequence[str], boosts: Mapping[str, float], k: int, where: Filter | None
     ) -> Scored:
-        """Every chunk's BM25 score, masked by the filter, then the top k."""
-        scores = self.index.bm25.scores(tokens, boosts)
-        allowed = self.filters.allowed(where)
-        if allowed is not None:
-            masked = np.full_like(scores, -1.0)
-            masked[allowed] = scores[allowed]
-            scores = masked
-        n = min(k, int((scores > 0).sum()))
-        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(i), float(scores[i])) for i in top]
+        """BM25 over the query terms' postings only, among the ids the filter allows."""
+        ids, scores = self.index.bm25.top(tokens, k, boosts, self.filters.allowed(where))
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def get(self, keys: Sequence[int]) -> Mapping[int, Chunk]:
         """Rows of the chunk list."""
@@ -156,8 +146,10 @@ class LocalStore:
         return [chunks[i] for i in ids if chunks[i].kind == "table_row"]
 
     def chunks(self, source: str | None = None) -> Iterator[Chunk]:
-        """The chunk list, in order."""
-        return (c for c in self.index.chunks if source is None or c.source == source)
+        """The chunk list, in order (one document's read by its stored source codes)."""
+        if source is None:
+            return iter(self.index.chunks)
+        return iter(chunks_of(self.index.chunks, source))
 
 
 def store_of(loaded: LoadedIndex | Catalog) -> Store:

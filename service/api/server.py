@@ -11,10 +11,14 @@ question in `?q=`) or tokens, and logs are kept longer and read by more people.
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -97,15 +101,62 @@ def uvicorn_log_config(level: int = logging.INFO) -> dict[str, Any]:
     return config
 
 
+# The environment variable handing the serving Settings to worker processes.
+WORKER_SETTINGS = "ZHICE_SERVE_SETTINGS"
+
+
+def worker_app() -> ASGIApp:
+    """The app of one worker process of `zhice serve --workers N` (a uvicorn factory).
+
+    Each worker loads the index memory-mapped (the page cache holds one copy for all),
+    follows the `current` link to see every update, and writes under the index
+    directory's file lock, so updates from any worker are applied one at a time.
+    """
+    from service.api.app import create_app
+
+    settings = Settings(**json.loads(os.environ[WORKER_SETTINGS]))
+    # The protocol class crosses to the worker by name, so its deadline is set here.
+    HeaderDeadlineProtocol.header_timeout = settings.header_timeout
+    return create_app(settings)
+
+
+def _settings_json(settings: Settings) -> str:
+    """Settings as JSON a worker reads back, secrets included (they stay in this process
+    tree's environment, as ZHICE_* variables would)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    return json.dumps({k: plain(v) for k, v in settings.model_dump().items()})
+
+
 def uvicorn_config(
-    app: ASGIApp, settings: Settings, *, log_config: dict[str, Any] | None = None
+    app: ASGIApp | str,
+    settings: Settings,
+    *,
+    log_config: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> uvicorn.Config:
-    """A uvicorn configuration serving `app` with zhice's timeouts and limits."""
+    """A uvicorn configuration serving `app` with zhice's timeouts and limits.
+
+    With `workers` > 1, `app` is the import string of a factory (`worker_app`) and
+    the settings reach the workers through WORKER_SETTINGS.
+    """
+    if workers > 1:
+        os.environ[WORKER_SETTINGS] = _settings_json(settings)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        http=with_header_timeout(settings.header_timeout),
+        workers=workers,
+        factory=workers > 1,
+        http=HeaderDeadlineProtocol
+        if workers > 1
+        else with_header_timeout(settings.header_timeout),
         timeout_keep_alive=settings.keep_alive_timeout,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         log_level="info",
