@@ -28,6 +28,7 @@ from ingest.types import Chunk, Document
 from ingest.update import update
 from service.answer.filters import Filter
 from service.answer.retrieval import Mode, Retriever
+from service.answer.store import LocalStore
 from service.config import Settings
 from tests.fakes import HashEmbedder
 
@@ -51,7 +52,7 @@ def _results(
     index: LoadedIndex, tokenizer: Tokenizer, where: Filter | None = None
 ) -> list[list[tuple[str, float]]]:
     """For every question and retriever: the top chunks by id and score."""
-    retriever = Retriever(index, HashEmbedder(), tokenizer)
+    retriever = Retriever(LocalStore(index), HashEmbedder(), tokenizer)
     out = []
     modes: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
     for question in QUESTIONS:
