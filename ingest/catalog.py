@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -28,13 +25,12 @@ import numpy.typing as npt
 from ingest.errors import IndexIncompatibleError
 from ingest.milvus import MilvusTarget, literal
 from ingest.store import (
-    CURRENT,
     Manifest,
-    _fsync_dir,
     check_index,
+    commit_version,
     current_path,
-    remove_stale_versions,
 )
+from ingest.store import new_version as store_version
 from ingest.types import Document
 
 MILVUS_FILE = "milvus.json"
@@ -212,7 +208,7 @@ def load_catalog(index_dir: Path, model: str, backend: str, target: MilvusTarget
 
 def new_version() -> str:
     """A fresh version name; its last 12 characters name a new physical collection."""
-    return f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    return store_version(12)
 
 
 def write_catalog(
@@ -227,10 +223,8 @@ def write_catalog(
     `before_switch` runs once the version is complete on disk, just before it becomes
     current; if it raises, the version is discarded and the old one stays in force.
     """
-    index_dir.mkdir(parents=True, exist_ok=True)
-    tmp = index_dir / f".tmp-{version}"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         _write_jsonl(tmp / "documents.jsonl", (asdict(d) for d in catalog.documents.values()))
         (tmp / TERMS_FILE).write_text(
             json.dumps(catalog.terms.to_json(), ensure_ascii=False), encoding="utf-8"
@@ -244,24 +238,10 @@ def write_catalog(
             "values": {k: list(v) for k, v in catalog.values.items()},
         }
         (tmp / MILVUS_FILE).write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
-        # The manifest is written last: a directory without one is never loaded.
-        (tmp / "manifest.json").write_text(
-            json.dumps(asdict(catalog.manifest), ensure_ascii=False, indent=1), encoding="utf-8"
-        )
-        _fsync_dir(tmp)
-        final = index_dir / version
-        os.replace(tmp, final)
-        tmp = final  # from here on, a failure discards the finished version
-        if before_switch is not None:
-            before_switch()
-        link = index_dir / f".{CURRENT}-{version}"
-        os.symlink(version, link)
-        os.replace(link, current_path(index_dir))
-        _fsync_dir(index_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    remove_stale_versions(index_dir, keep=version)
+
+    final = commit_version(
+        index_dir, catalog.manifest, write, version=version, before_switch=before_switch
+    )
     return replace(catalog, path=final)
 
 

@@ -431,15 +431,42 @@ def _commit(
     fill: Callable[[Path], Mapping[str, tuple[int, int]]],
     before_switch: Callable[[], None] | None,
 ) -> Path:
-    """Fill a fresh version directory, then swap the `current` link to it."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    tmp = index_dir / f".tmp-{version}"
-    tmp.mkdir()
-    try:
+    """A local index version: `fill` writes its segments and says where each document
+    is; the documents' places are written beside them."""
+
+    def write(tmp: Path) -> None:
         where = fill(tmp)
         ordered = {s: list(where[s]) for s in sorted(where)}
         (tmp / DOCUMENTS).write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
+
+    return commit_version(index_dir, manifest, write, before_switch=before_switch)
+
+
+def new_version(suffix_chars: int = 6) -> str:
+    """A fresh version name: the time and `suffix_chars` random hex characters."""
+    return f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:suffix_chars]}"
+
+
+def commit_version(
+    index_dir: Path,
+    manifest: Manifest,
+    write: Callable[[Path], None],
+    *,
+    version: str | None = None,
+    before_switch: Callable[[], None] | None = None,
+) -> Path:
+    """Fill a fresh version directory (`write`, then the manifest), then swap the
+    `current` link to it; the local index and the Milvus catalog are both written so.
+
+    `before_switch` runs once the version is complete on disk, just before it becomes
+    current; if it raises, the version is discarded and the old one stays in force.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    version = version or new_version()
+    tmp = index_dir / f".tmp-{version}"
+    tmp.mkdir()
+    try:
+        write(tmp)
         # The manifest is written last: a directory without one is never loaded.
         (tmp / "manifest.json").write_text(
             json.dumps(asdict(manifest), ensure_ascii=False, indent=1), encoding="utf-8"
