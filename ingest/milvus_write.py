@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -51,7 +50,7 @@ from ingest.milvus import MilvusTarget, literal
 from ingest.store import FORMAT_VERSION, Manifest, current_path, locked, read_manifest
 from ingest.tokenize import Tokenizer
 from ingest.types import FILTER_FIELDS, Chunk, Document, effective_metadata
-from ingest.update import Action, UpdateResult, _check, _remove_stale_uploads, stage_upload
+from ingest.update import Action, CorpusChange, UpdateResult, _check, clear_stale_uploads
 
 log = logging.getLogger(__name__)
 INDEX_TYPE = "milvus HNSW + sparse BM25"
@@ -202,19 +201,8 @@ def update_milvus(
             )
             budget.check()
             milvus.insert(target, name, rows)
-        for stale in _remove_stale_uploads(corpus_dir):
-            log.warning("removed %s, left by an interrupted update", stale)
-        staged = stage_upload(corpus_dir, data) if data is not None else None
-
-        def commit_corpus() -> None:
-            budget.check()  # the last moment an update can be called off
-            target_file = corpus_dir / source
-            if staged is not None:
-                os.replace(staged, target_file)
-            elif action == "remove":
-                target_file.unlink(missing_ok=True)
-            if crash_before_switch is not None:
-                crash_before_switch()
+        clear_stale_uploads(corpus_dir)
+        corpus = CorpusChange(corpus_dir, action, source, data, budget, crash_before_switch)
 
         counts = {s: n for s, n in old.counts.items() if s != source}
         if new_chunks:
@@ -238,10 +226,9 @@ def update_milvus(
             values=_values(old.values, new_chunks, documents),
         )
         try:
-            written = write_catalog(index_dir, catalog, new_version(), before_switch=commit_corpus)
+            written = write_catalog(index_dir, catalog, new_version(), before_switch=corpus.commit)
         finally:
-            if staged is not None:
-                staged.unlink(missing_ok=True)
+            corpus.discard()
     seconds = time.perf_counter() - began
     log.info(
         "%s %s: %d chunks embedded in %.2f s (Milvus)", action, source, len(new_chunks), seconds
@@ -277,15 +264,7 @@ def _first_document(
         raise EmptyDocumentError(f"{document.source}: no text to index")
     texts = [c.search_text for c in chunks]
     vectors = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
-    staged = stage_upload(corpus_dir, data) if data is not None else None
-
-    def commit_corpus() -> None:
-        budget.check()  # the last moment an update can be called off
-        if staged is not None:
-            os.replace(staged, corpus_dir / document.source)
-        if crash_before_switch is not None:
-            crash_before_switch()
-
+    corpus = CorpusChange(corpus_dir, "add", document.source, data, budget, crash_before_switch)
     try:
         written = build_milvus(
             index_dir,
@@ -297,11 +276,10 @@ def _first_document(
             began=began,
             backend=embedder.backend,
             tokenizer=tokenizer,
-            before_switch=commit_corpus,
+            before_switch=corpus.commit,
         )
     finally:
-        if staged is not None:
-            staged.unlink(missing_ok=True)
+        corpus.discard()
     seconds = time.perf_counter() - began
     return UpdateResult("add", document.source, len(chunks), len(chunks), seconds, written)
 

@@ -149,19 +149,8 @@ def update(
                 raise EmptyDocumentError(f"{source}: no text to index")
             texts = [c.search_text for c in new_chunks]
             fresh = embed_passages(embedder, texts, batch_size, before_batch=budget.check)
-        for name in _remove_stale_uploads(corpus_dir):
-            log.warning("removed %s, left by an interrupted update", name)
-        staged = stage_upload(corpus_dir, data) if data is not None else None
-
-        def commit_corpus() -> None:
-            budget.check()  # the last moment an update can be called off
-            target = corpus_dir / source
-            if staged is not None:
-                os.replace(staged, target)
-            elif action == "remove":
-                target.unlink(missing_ok=True)
-            if crash_before_switch is not None:
-                crash_before_switch()
+        clear_stale_uploads(corpus_dir)
+        corpus = CorpusChange(corpus_dir, action, source, data, budget, crash_before_switch)
 
         change = _Change(source, document, new_chunks, fresh, tokenizer or Tokenizer())
         try:
@@ -176,13 +165,12 @@ def update(
                     began=began,
                     backend=embedder.backend,
                     tokenizer=change.tokenizer,
-                    before_switch=commit_corpus,
+                    before_switch=corpus.commit,
                 )
             else:
-                index = _apply(index_dir, old, change, began, merge_above, commit_corpus)
+                index = _apply(index_dir, old, change, began, merge_above, corpus.commit)
         finally:
-            if staged is not None:
-                staged.unlink(missing_ok=True)
+            corpus.discard()
     seconds = time.perf_counter() - began
     log.info(
         "%s %s: %d chunks (%d embedded) in %.2f s",
@@ -310,6 +298,48 @@ def _check(
             raise DocumentExistsError(
                 f"{source} has the same content as {other}, already in the knowledge base"
             )
+
+
+class CorpusChange:
+    """An update's file staged in the corpus: `commit` puts it in place (or removes the
+    document's file) unless the budget calls the update off first; `discard` drops what
+    was not committed."""
+
+    def __init__(
+        self,
+        corpus_dir: Path,
+        action: Action,
+        source: str,
+        data: bytes | None,
+        budget: Budget,
+        crash_before_switch: Callable[[], None] | None = None,
+    ) -> None:
+        self.target = corpus_dir / source
+        self.action = action
+        self.budget = budget
+        self.crash_before_switch = crash_before_switch
+        self.staged = stage_upload(corpus_dir, data) if data is not None else None
+
+    def commit(self) -> None:
+        """Make the corpus match the update; runs just before the index switch."""
+        self.budget.check()  # the last moment an update can be called off
+        if self.staged is not None:
+            os.replace(self.staged, self.target)
+        elif self.action == "remove":
+            self.target.unlink(missing_ok=True)
+        if self.crash_before_switch is not None:
+            self.crash_before_switch()
+
+    def discard(self) -> None:
+        """Remove the staged file if it was not committed."""
+        if self.staged is not None:
+            self.staged.unlink(missing_ok=True)
+
+
+def clear_stale_uploads(corpus_dir: Path) -> None:
+    """Remove the staged files an interrupted update left behind."""
+    for name in _remove_stale_uploads(corpus_dir):
+        log.warning("removed %s, left by an interrupted update", name)
 
 
 def stage_upload(corpus_dir: Path, data: bytes) -> Path:
