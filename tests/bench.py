@@ -45,8 +45,11 @@ def timed(func: Callable[[], object]) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, float]:
-    """Start `zhice serve` and return it, its URL and the seconds until /readyz said ready."""
+def start_server(
+    settings: Settings, *args: str, wait: float = 120
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start `zhice serve` (with `args`) and return it, its URL and the seconds until
+    /readyz said ready (at most `wait`)."""
     port = free_port()
     env = {
         **os.environ,
@@ -56,13 +59,13 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, floa
     }
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - began < 120:
+    while time.perf_counter() - began < wait:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return proc, url, time.perf_counter() - began
@@ -70,7 +73,7 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], str, floa
             pass
         time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("server did not become ready in 120 s")
+    raise RuntimeError(f"server did not become ready in {wait:.0f} s")
 
 
 def startup(settings: Settings) -> float:

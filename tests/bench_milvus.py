@@ -17,55 +17,38 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
-from ingest.chunking import chunk_document
 from ingest.milvus_write import build_milvus
-from ingest.pipeline import load_corpus
 from ingest.types import Chunk, Document
 from service.answer.build import embedder_for
 from service.answer.filters import Filter
 from service.answer.store import load_store
 from service.config import Settings
 from service.eval.evaluation import read_questions
-from tests.bench import percentiles
-from tests.conftest import CORPUS, QUESTIONS, free_port
-
-PER_DOCUMENT = 100
-PER_CHUNK = 4
-NOISE = 0.05
-DEPARTMENTS = ("国务院", "工业和信息化部", "国家发展改革委", "科技部", "教育部")
-REGIONS = ("广东省", "浙江省", "江苏省", "北京市", "上海市", "四川省", "湖北省", "山东省")
-_SENTENCE = re.compile(r"[^。！？；\n]+[。！？；]?")
-
-
-def timed(call: Callable[[], object]) -> float:
-    """Milliseconds one call takes."""
-    began = time.perf_counter()
-    call()
-    return (time.perf_counter() - began) * 1000
-
-
-def sentences() -> list[str]:
-    """Distinct sentences of the reports, 12 to 120 characters."""
-    seen: dict[str, None] = {}
-    for document in load_corpus(CORPUS)[0]:
-        for chunk in chunk_document(document):
-            for s in _SENTENCE.findall(chunk.text):
-                if 12 <= len(s.strip()) <= 120:
-                    seen.setdefault(s.strip(), None)
-    return list(seen)
+from tests.bench import percentiles, timed
+from tests.bench_scale import (
+    DEPARTMENTS,
+    NOISE,
+    PER_CHUNK,
+    PER_DOCUMENT,
+    REGIONS,
+    ask_and_update,
+    rss_mib,
+    sentences,
+    size_mib,
+)
+from tests.conftest import QUESTIONS, free_port
 
 
 def synthesise(
@@ -96,31 +79,6 @@ def synthesise(
     block = vectors[picks].mean(axis=1)
     block += rng.normal(0, NOISE / np.sqrt(vectors.shape[1]), block.shape).astype(np.float32)
     return documents, chunks, block / np.linalg.norm(block, axis=1, keepdims=True)
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process (MiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def size_mib(path: Path) -> float:
-    """Bytes on disk under path (MiB)."""
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) / 2**20
-
-
-def ten_chunk_document() -> bytes:
-    """A report of ten paragraphs, each its own chunk."""
-    paragraphs = [
-        f"第{n}条　海口市第{n}批大模型应用场景建设方案要求各区县在2027年前完成算力"
-        f"基础设施改造，推进政务服务智能化，建设数据要素市场，培育第{n}批示范企业并给予资金支持，"
-        f"同时加强安全评估与人才培养，形成可复制推广的经验做法和长效机制。各部门要明确责任分工，"
-        f"建立定期调度和评估制度，对第{n}批项目的资金使用、建设进度和应用成效开展跟踪检查。"
-        for n in range(1, 11)
-    ]
-    return ("海口市大模型应用场景建设方案\n\n" + "\n\n".join(paragraphs) + "\n").encode()
 
 
 def start(
@@ -246,26 +204,7 @@ def main() -> None:
         try:
             rows["startup to ready (s)"] = f"{ready_s:.1f}"
             with httpx.Client(base_url=url, timeout=300) as client:
-                client.post("/ask", json={"question": questions[0]}).raise_for_status()
-                ask = [
-                    timed(lambda q=q: client.post("/ask", json={"question": q}).raise_for_status())
-                    for q in questions
-                ]
-                p50, _, p99 = percentiles(ask)
-                rows["/ask over HTTP p50/p99 (ms)"] = (
-                    f"{p50:.0f} / {p99:.0f} (encode + {p50 - encode_p50:.0f})"
-                )
-                files = {"file": ("haikou.txt", ten_chunk_document())}
-                began = time.perf_counter()
-                added = client.post("/documents", files=files).raise_for_status().json()
-                add_ms = (time.perf_counter() - began) * 1000
-                replace_ms = timed(
-                    lambda: client.put("/documents/haikou.txt", files=files).raise_for_status()
-                )
-                delete_ms = timed(lambda: client.delete("/documents/haikou.txt").raise_for_status())
-                rows[f"live add/replace/delete, {added['chunks']} chunks (ms)"] = (
-                    f"{add_ms:.0f} / {replace_ms:.0f} / {delete_ms:.0f}"
-                )
+                rows |= ask_and_update(client, questions, encode_p50)
             rows["zhice serve RSS / milvus-lite RSS (MiB)"] = (
                 f"{rss_mib(proc.pid):.0f} / {rss_mib(lite.pid):.0f}"
             )

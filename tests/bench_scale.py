@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -49,8 +48,8 @@ from service.answer.retrieval import Retriever
 from service.answer.store import LocalStore
 from service.config import Settings
 from service.eval.evaluation import read_questions
-from tests.bench import percentiles, timed
-from tests.conftest import CORPUS, QUESTIONS, free_port
+from tests.bench import percentiles, start_server, timed
+from tests.conftest import CORPUS, QUESTIONS
 
 PER_DOCUMENT = 100
 PER_CHUNK = 4
@@ -137,30 +136,7 @@ def size_mib(path: Path) -> float:
 
 def serve(settings: Settings, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start `zhice serve` on the index; return it, its URL and seconds until ready."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "ZHICE_INDEX_DIR": str(settings.index_dir),
-        "ZHICE_CORPUS_DIR": str(settings.corpus_dir),
-    }
-    command = [sys.executable, "-m", "service", "serve", "--port", str(port)]
-    began = time.perf_counter()
-    proc = subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - began < 300:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url, time.perf_counter() - began
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not become ready in 300 s")
+    return start_server(settings, "--workers", str(workers), wait=300)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -200,6 +176,32 @@ def ten_chunk_document() -> bytes:
         for n in range(1, 11)
     ]
     return ("海口市大模型应用场景建设方案\n\n" + "\n\n".join(paragraphs) + "\n").encode()
+
+
+def ask_and_update(
+    client: httpx.Client, questions: Sequence[str], encode_p50: float
+) -> dict[str, str]:
+    """`/ask` latency over `questions` (after one warm-up), then the add, replace and
+    delete of a 10-chunk document, each timed over HTTP."""
+    client.post("/ask", json={"question": questions[0]}).raise_for_status()
+    ask = [
+        timed(lambda q=q: client.post("/ask", json={"question": q}).raise_for_status())
+        for q in questions
+    ]
+    p50, _, p99 = percentiles(ask)
+    rows = {
+        "/ask over HTTP p50/p99 (ms)": f"{p50:.0f} / {p99:.0f} (encode + {p50 - encode_p50:.0f})"
+    }
+    files = {"file": ("haikou.txt", ten_chunk_document())}
+    began = time.perf_counter()
+    added = client.post("/documents", files=files).raise_for_status().json()
+    add_ms = (time.perf_counter() - began) * 1000
+    replace_ms = timed(lambda: client.put("/documents/haikou.txt", files=files).raise_for_status())
+    delete_ms = timed(lambda: client.delete("/documents/haikou.txt").raise_for_status())
+    rows[f"live add/replace/delete, {added['chunks']} chunks (ms)"] = (
+        f"{add_ms:.0f} / {replace_ms:.0f} / {delete_ms:.0f}"
+    )
+    return rows
 
 
 def measure(size: int, workdir: Path, settings: Settings, workers: bool) -> dict[str, str]:
@@ -293,27 +295,7 @@ def measure(size: int, workdir: Path, settings: Settings, workers: bool) -> dict
     try:
         rows["startup to ready (s)"] = f"{ready_s:.1f}"
         with httpx.Client(base_url=url, timeout=300) as client:
-            client.post("/ask", json={"question": questions[0]}).raise_for_status()
-            ask = [
-                timed(lambda q=q: client.post("/ask", json={"question": q}).raise_for_status())
-                for q in questions * 2
-            ]
-            p50, _, p99 = percentiles(ask)
-            encode_p50 = percentiles(encode)[0]
-            rows["/ask over HTTP p50/p99 (ms)"] = (
-                f"{p50:.0f} / {p99:.0f} (encode + {p50 - encode_p50:.0f})"
-            )
-            files = {"file": ("haikou.txt", ten_chunk_document())}
-            began = time.perf_counter()
-            added = client.post("/documents", files=files).raise_for_status().json()
-            add_ms = (time.perf_counter() - began) * 1000
-            replace_ms = timed(
-                lambda: client.put("/documents/haikou.txt", files=files).raise_for_status()
-            )
-            delete_ms = timed(lambda: client.delete("/documents/haikou.txt").raise_for_status())
-            rows[f"live add/replace/delete, {added['chunks']} chunks (ms)"] = (
-                f"{add_ms:.0f} / {replace_ms:.0f} / {delete_ms:.0f}"
-            )
+            rows |= ask_and_update(client, list(questions) * 2, percentiles(encode)[0])
         rows["server RSS after /ask and updates (MiB)"] = f"{rss_mib(proc.pid):.0f}"
     finally:
         stop(proc)
