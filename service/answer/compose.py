@@ -135,6 +135,7 @@ class _Read:
     start: int
     end: int
     display: str
+    plain: str  # the display normalised
     text: str  # normalised title, context and display
 
 
@@ -415,13 +416,13 @@ class Composer:
         n = len(read)
         held = {t: sum(1 for r in read if self._present(t, r.text)) for t in need.weights}
         distinct = {t: w * math.log((n + 1) / (held[t] + 0.5)) for t, w in need.weights.items()}
-        top_coverage = max((self._coverage(need.weights, r.text) for r in read), default=0.0)
+        coverages = [self._coverage(need.weights, r.text) for r in read]
+        top_coverage = max(coverages, default=0.0)
         contrasts = [self._coverage(distinct, r.text) for r in read]
         top_contrast = max(contrasts, default=0.0) or 1.0
         out: list[Candidate] = []
-        for r, contrast in zip(read, contrasts, strict=True):
-            plain = normalize(r.display)
-            coverage = self._coverage(need.weights, r.text)
+        for r, coverage, contrast in zip(read, coverages, contrasts, strict=True):
+            plain = r.plain
             typed = need.wants is None or bool(need.wants.search(r.display))
             clues = Clues(
                 coverage=coverage,
@@ -473,7 +474,7 @@ class Composer:
                 if ordinals and _elsewhere(ordinals, ORDINAL.findall(plain), plain):
                     continue
                 text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
-                out.append(_Read(hit.chunk, rank, start, end, display, text))
+                out.append(_Read(hit.chunk, rank, start, end, display, plain, text))
         return out
 
     def _enumerated(self, question: str, chosen: Sequence[Candidate]) -> list[Candidate]:
