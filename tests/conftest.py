@@ -243,6 +243,16 @@ class Gated:
     url: str
     embedder: GatedEmbedder
     settings: Settings
+    app: FastAPI
+
+    def wait_until_stopped(self, seconds: float = 30) -> None:
+        """Wait until the server has asked a running update to stop (its client left)."""
+        jobs = self.app.state.zhice.jobs
+        deadline = time.monotonic() + seconds
+        while not any(job.stop.is_set() for job in jobs._jobs.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no update was asked to stop within {seconds} s")
+            time.sleep(0.01)
 
 
 @pytest.fixture
@@ -251,8 +261,9 @@ def gated(fake_settings: Settings) -> Iterator[Gated]:
     settings = Settings(**(fake_settings.model_dump() | {"ingest_queue": 2}))
     ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
     embedder = GatedEmbedder()
-    with running(create_app(settings, qa=build_qa(settings, embedder))) as url:
+    app = create_app(settings, qa=build_qa(settings, embedder))
+    with running(app) as url:
         try:
-            yield Gated(url, embedder, settings)
+            yield Gated(url, embedder, settings, app)
         finally:
             embedder.gate.set()  # let the ingestion thread finish before the server stops
