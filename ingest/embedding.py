@@ -11,7 +11,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,6 +62,19 @@ class Embedder(ABC):
     def embed_query(self, text: str) -> Vectors:
         """Embed one question with the model's query prompt; shape (dimension,)."""
         return np.asarray(self.embed_batch([self.query_prompt + text])[0], dtype=np.float32)
+
+    def submit_query(self, text: str) -> Future[Vectors]:
+        """Start embedding one question; its vector comes from the future.
+
+        Here the vector is ready on return; an embedder with a worker of its own
+        (`BatchingEmbedder`) returns at once, so the caller works while it encodes.
+        """
+        future: Future[Vectors] = Future()
+        try:
+            future.set_result(self.embed_query(text))
+        except Exception as exc:  # the caller meets it at .result(), as with a worker
+            future.set_exception(exc)
+        return future
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         """Embed passages with the model's document prompt; shape (n, dimension)."""

@@ -212,7 +212,8 @@ class VectorIndex:
         """Read segments written by `save` (later ones without HNSW), memory-mapped."""
         import faiss
 
-        segments = [np.load(d / VECTORS, mmap_mode="r") for d in directories]
+        # Mapped, read as plain arrays (np.memmap slices are slow to make).
+        segments = [np.load(d / VECTORS, mmap_mode="r").view(np.ndarray) for d in directories]
         ann = None
         if params:
             flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY  # vectors mapped

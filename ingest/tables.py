@@ -96,9 +96,10 @@ class ChunkSegment:
 
     def __init__(self, directory: Path) -> None:
         self.lines = _Lines(directory / "chunks.jsonl")
-        self.offsets = np.load(directory / "chunks_offsets.npy", mmap_mode="r")
-        self.sources = np.load(directory / "chunks_sources.npy", mmap_mode="r")
-        self.facets = np.load(directory / "chunks_facets.npy", mmap_mode="r")
+        # Mapped, read as plain arrays (np.memmap slices are slow to make).
+        self.offsets = np.load(directory / "chunks_offsets.npy", mmap_mode="r").view(np.ndarray)
+        self.sources = np.load(directory / "chunks_sources.npy", mmap_mode="r").view(np.ndarray)
+        self.facets = np.load(directory / "chunks_facets.npy", mmap_mode="r").view(np.ndarray)
         names = json.loads((directory / "facets.json").read_text(encoding="utf-8"))
         self.source_names: list[str] = names["sources"]
         self.facet_values: list[Facet] = [tuple(map(tuple, f)) for f in names["facets"]]

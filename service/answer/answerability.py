@@ -11,7 +11,7 @@ below the refusal threshold the service says the reports do not cover the questi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class Features:
 
     def vector(self) -> list[float]:
         """The features in declaration order."""
-        return [float(v) for v in asdict(self).values()]
+        return [float(getattr(self, name)) for name in FEATURE_NAMES]
 
 
 FEATURE_NAMES = tuple(f.name for f in fields(Features))

@@ -39,9 +39,13 @@ class BatchingEmbedder(Embedder):
 
     def embed_query(self, text: str) -> Vectors:
         """Embed one question, batched with any others waiting."""
+        return self.submit_query(text).result()
+
+    def submit_query(self, text: str) -> Future[Vectors]:
+        """Queue one question for the worker; returns before it is encoded."""
         future: Future[Vectors] = Future()
         self._queue.put((self.query_prompt + text, future))
-        return future.result()
+        return future
 
     def _run(self) -> None:
         while True:

@@ -152,6 +152,20 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """A question as the composer reads it, before any passage arrives.
+
+    Read once per question, while its vector is being encoded: the intent ("fact",
+    "list" or "multi") and what each part asks for — one need for a single question,
+    one per part of a multi-part one.
+    """
+
+    question: str
+    intent: str
+    needs: tuple[tuple[Part | None, _Need], ...]
+
+
+@dataclass(frozen=True)
 class _Need:
     """What the question asks for, derived once per question."""
 
@@ -200,18 +214,35 @@ class Composer:
         self.selector = selector
         self.threshold = scorer.threshold if threshold is None else threshold
 
-    def compose(self, question: str, tokens: Sequence[str], hits: Sequence[Hit]) -> Answer:
-        """Answer from hits, or refuse when the evidence is below the threshold."""
+    def read(self, question: str, tokens: Sequence[str]) -> Reading:
+        """What the question asks for, read once before any passage is (see Reading)."""
         parts = split_parts(question, self.tokenizer)
         if parts:
-            return self.compose_parts(parts, [hits] * len(parts))
+            needs = [
+                self._need(p.text, self.tokenizer.tokenize(p.text), [p.anchor] if p.anchor else [])
+                for p in parts
+            ]
+            return Reading(question, "multi", tuple(zip(parts, needs, strict=True)))
         intent = "list" if is_list_question(question) else "fact"
-        need = self._need(question, tokens)
-        candidates = self._candidates(need, hits[:_READ_PASSAGES])
+        return Reading(question, intent, ((None, self._need(question, tokens)),))
+
+    def compose(self, question: str, tokens: Sequence[str], hits: Sequence[Hit]) -> Answer:
+        """Answer from hits, or refuse when the evidence is below the threshold."""
+        reading = self.read(question, tokens)
+        return self.answer(reading, [hits] * len(reading.needs))
+
+    def answer(self, reading: Reading, hits: Sequence[Sequence[Hit]]) -> Answer:
+        """Answer a question read, from its passages (one list per part), or refuse."""
+        if reading.intent == "multi":
+            return self._compose_parts(reading, hits)
+        question, intent = reading.question, reading.intent
+        need = reading.needs[0][1]
+        found = hits[0]
+        candidates = self._candidates(need, found[:_READ_PASSAGES])
         if not candidates:
             return _refusal(0.0, intent)
         chosen = _choose(candidates, intent)
-        features = (self.features(need, hits, chosen, intent),)
+        features = (self.features(need, found, chosen, intent),)
         if _ENUMERATES.search(question):
             chosen = self._enumerated(question, chosen)
         evidence = mean_probability(self.scorer, features)
@@ -302,7 +333,7 @@ class Composer:
         """The sentences and rows of the passages read, most probable answer first."""
         return self._candidates(self._need(question, tokens), hits[:_READ_PASSAGES])
 
-    def compose_parts(self, parts: Sequence[Part], hits: Sequence[Sequence[Hit]]) -> Answer:
+    def _compose_parts(self, reading: Reading, hits: Sequence[Sequence[Hit]]) -> Answer:
         """Answer each part from its own passages, each cited, or say it was not found.
 
         A part the reports do not cover does not sink the others; only when no part is
@@ -311,9 +342,8 @@ class Composer:
         chosen: list[Candidate] = []
         answers: list[tuple[Part, Candidate | None]] = []
         features: list[Features | None] = []
-        for part, found in zip(parts, hits, strict=True):
-            anchors = [part.anchor] if part.anchor else []
-            need = self._need(part.text, self.tokenizer.tokenize(part.text), anchors)
+        for (part, need), found in zip(reading.needs, hits, strict=True):
+            assert part is not None
             candidates = self._candidates(need, found[:_READ_PASSAGES])
             fresh = [c for c in candidates if not _overlaps(c, chosen)]
             best = (fresh or candidates)[:1]

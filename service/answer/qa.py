@@ -9,12 +9,11 @@ from dataclasses import dataclass, field, replace
 
 from ingest.types import Citation, Hit
 from service.answer.answerability import Features
-from service.answer.compose import Answer, Composer, is_list_question
+from service.answer.compose import Answer, Composer, Reading, is_list_question
 from service.answer.faq import FAQ, Match
 from service.answer.filters import Filter, implied_filter
 from service.answer.intents import REPLIES, small_talk
 from service.answer.llm import LLMComposer
-from service.answer.parts import split_parts
 from service.answer.retrieval import Mode, Query, Retriever
 from service.answer.rewrite import Turn, rewrite
 from service.errors import LLMError, UnknownSourceError
@@ -97,26 +96,29 @@ class QA:
     ) -> tuple[list[Hit], dict[str, float]]:
         """Retrieve passages, with embed/retrieve timings in milliseconds."""
         self.check_sources(where)
-        found = self._retrieve(query, top_k, where, mode)
+        found = self._retrieve(self.retriever.prepare(query, mode), top_k, where, mode)
         return found.hits, found.timings
 
     def _retrieve(
         self,
-        query: str,
+        prepared: Query,
         top_k: int,
         where: Filter | None,
         mode: Mode,
         faq_question: str | None = None,
     ) -> Retrieved:
+        """Search, then match the FAQ; lexical search runs while the question is encoded.
+
+        The retrieve stage is the time searching, not the time waiting for the encoder.
+        """
         began = time.perf_counter()
-        prepared = self.retriever.prepare(query, mode)
-        embedded = time.perf_counter()
-        timings = {"embed": _ms(began, embedded)}
-        match = self._faq_match(faq_question, prepared) if faq_question is not None else None
-        if match is not None:
-            return Retrieved(prepared, [], timings | {"retrieve": 0.0}, match)
+        blocked = _blocked(prepared)
         hits = self.retriever.search(prepared, top_k, where, mode)
-        return Retrieved(prepared, hits, timings | {"retrieve": _ms(embedded, time.perf_counter())})
+        match = self._faq_match(faq_question, prepared) if faq_question is not None else None
+        searching = time.perf_counter() - began - (_blocked(prepared) - blocked)
+        encoder = prepared.encoding.seconds if prepared.encoding is not None else 0.0
+        timings = {"embed": round(encoder * 1000, 3), "retrieve": round(searching * 1000, 3)}
+        return Retrieved(prepared, [] if match else hits, timings, match)
 
     def _faq_match(self, question: str, prepared: Query) -> Match | None:
         """The curated entry for a question, if one matches closely enough."""
@@ -138,12 +140,14 @@ class QA:
     ) -> Result:
         """Answer with cited spans, or refuse: small talk first, then the FAQ, then the reports.
 
-        `where` restricts the reports.
+        `where` restricts the reports. The question is read (rewritten, listed, parted,
+        analysed for the composer) while the encoder works on its vector, so the stages
+        overlap: `total` is the time taken.
         """
         began = time.perf_counter()
         kind = small_talk(question)
         if kind is not None:
-            total = {"embed": 0.0, "retrieve": 0.0, "compose": 0.0, "total": _ms(began, began)}
+            zero = dict.fromkeys(("read", "embed", "retrieve", "compose"), 0.0)
             return Result(
                 answer=REPLIES[kind],
                 refused=False,
@@ -152,7 +156,7 @@ class QA:
                 query=question,
                 intent=kind,
                 evidence=0.0,
-                timings_ms=total,
+                timings_ms=zero | {"total": _ms(began, time.perf_counter())},
                 composer="reply",
             )
         self.check_sources(where)
@@ -160,27 +164,36 @@ class QA:
         # composer answers the follow-up (made self-contained where possible). A
         # filter asks about the reports, so the FAQ stays out of it.
         rewritten = rewrite(question, history, self.retriever.tokenizer)
-        query = rewritten.query
-        listing = time.perf_counter()
+        prepared = self.retriever.prepare(rewritten.query, mode)
         listed = self._list_rows(rewritten.question, where)
-        listing_ms = _ms(listing, time.perf_counter())
-        rows, scope = listed if listed else (None, where)
+        # A list of table rows is the answer already; otherwise the composer reads the
+        # question, and each part of a multi-part one starts its own retrieval.
+        reading: Answer | Reading
+        scope: Filter | None
+        parts: list[Query] = []
+        if listed is not None:
+            reading, scope = listed
+        else:
+            reading, scope = self.composer.read(rewritten.question, prepared.tokens), where
+            parts = [self.retriever.prepare(p.text, mode) for p, _ in reading.needs if p]
+        read = time.perf_counter()
         faq_question = rewritten.question if scope is None or scope.empty else None
-        found = self._retrieve(query, top_k, scope, mode, faq_question)
+        found = self._retrieve(prepared, top_k, scope, mode, faq_question)
         retrieved = time.perf_counter()
-        composed = self._compose(rewritten.question, found, rows, Scope(top_k, scope, mode))
+        composed = self._compose(found, reading, parts, Scope(top_k, scope, mode))
         done = time.perf_counter()
-        timings = found.timings | {
-            "compose": _ms(retrieved, done) + listing_ms,
-            "total": _ms(began, done),
-        }
+        timings = (
+            {"read": _ms(began, read)}
+            | found.timings
+            | {"compose": _ms(retrieved, done), "total": _ms(began, done)}
+        )
         answer = composed.answer
         return Result(
             answer=answer.text,
             refused=answer.refused,
             citations=answer.citations,
             passages=found.hits,
-            query=query,
+            query=rewritten.query,
             intent=answer.intent,
             evidence=answer.evidence,
             timings_ms=timings,
@@ -190,23 +203,18 @@ class QA:
         )
 
     def _compose(
-        self, question: str, found: Retrieved, rows: Answer | None, scope: Scope
+        self, found: Retrieved, reading: Answer | Reading, parts: Sequence[Query], scope: Scope
     ) -> Composed:
         """The FAQ's answer, else the row list, else the extractive (or LLM) answer."""
         if found.match is not None:
             return Composed(_faq_answer(found.match), "faq")
-        if rows is not None:
-            return Composed(rows, "extractive")  # complete by construction; an LLM would shorten it
-        parts = split_parts(question, self.retriever.tokenizer)
-        if parts:
-            prepared = [self.retriever.prepare(part.text, scope.mode) for part in parts]
-            hits = [self._part_hits(q, found.hits, scope) for q in prepared]
-            answer = self.composer.compose_parts(parts, hits)
-        else:
-            answer = self.composer.compose(question, found.query.tokens, found.hits)
+        if isinstance(reading, Answer):  # the rows: complete; an LLM would shorten them
+            return Composed(reading, "extractive")
+        hits = [self._part_hits(q, found.hits, scope) for q in parts] or [found.hits]
+        answer = self.composer.answer(reading, hits)
         if self.llm is None or answer.refused:
             return Composed(answer, "extractive")
-        return self._generate(question, found.hits, answer)
+        return self._generate(reading.question, found.hits, answer)
 
     def _part_hits(self, prepared: Query, whole: Sequence[Hit], scope: Scope) -> list[Hit]:
         """Passages for one part: its own retrieval first, then the whole question's.
@@ -273,6 +281,11 @@ def _faq_answer(match: Match) -> Answer:
         evidence=round(match.similarity, 4),
         intent="faq",
     )
+
+
+def _blocked(query: Query) -> float:
+    """Seconds the request has spent waiting for the query's vector so far."""
+    return query.encoding.waited if query.encoding is not None else 0.0
 
 
 def _ms(start: float, end: float) -> float:

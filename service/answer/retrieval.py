@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,14 +25,50 @@ _SYNONYM_BOOST = 0.5
 _TIE_DIGITS = 5
 
 
+class Encoding:
+    """A question's vector on its way from the encoder, and how long it took.
+
+    The encoder works while the request goes on with what needs only the tokens
+    (lexical search, reading the question); `vector()` waits for it.
+    """
+
+    def __init__(self, future: Future[npt.NDArray[np.float32]]) -> None:
+        self._future = future
+        self._began = time.perf_counter()
+        self._ended = self._began
+        self.waited = 0.0  # seconds the request spent blocked in `vector()`
+        future.add_done_callback(self._done)
+
+    def _done(self, _: Future[npt.NDArray[np.float32]]) -> None:
+        self._ended = time.perf_counter()
+
+    def vector(self) -> npt.NDArray[np.float32]:
+        """The vector, once encoded."""
+        began = time.perf_counter()
+        try:
+            return self._future.result()
+        finally:
+            self.waited += time.perf_counter() - began
+
+    @property
+    def seconds(self) -> float:
+        """From submission to the vector (queue and forward pass), once it is ready."""
+        return self._ended - self._began
+
+
 @dataclass(frozen=True)
 class Query:
     """A question prepared once for both retrievers and the composer."""
 
     text: str
     tokens: list[str]
-    vector: npt.NDArray[np.float32] | None
+    encoding: Encoding | None  # None: BM25 alone
     synonyms: list[str] = field(default_factory=list)
+
+    @property
+    def vector(self) -> npt.NDArray[np.float32] | None:
+        """The question's vector (None for BM25 alone), once encoded."""
+        return None if self.encoding is None else self.encoding.vector()
 
 
 class Retriever:
@@ -59,11 +97,11 @@ class Retriever:
         return self.store.documents.keys()
 
     def prepare(self, text: str, mode: Mode = "hybrid") -> Query:
-        """Tokenise and (unless BM25-only) embed a question."""
-        vector = None if mode == "bm25" else self.embedder.embed_query(text)
+        """Tokenise and (unless BM25-only) start embedding a question."""
+        encoding = None if mode == "bm25" else Encoding(self.embedder.submit_query(text))
         tokens = self.tokenizer.tokenize(text)
         synonyms = self.tokenizer.expand(tokens)[len(set(tokens)) :]
-        return Query(text, tokens, vector, synonyms)
+        return Query(text, tokens, encoding, synonyms)
 
     def search(
         self,
@@ -77,8 +115,9 @@ class Retriever:
         Under a filter both retrievers search only the chunks it allows, so a
         restrictive filter loses no match to the candidate cut-off.
         """
-        dense = self._dense(query, where) if mode != "bm25" else {}
+        # Lexical search first: it runs while the question is still being encoded.
         sparse = self._bm25(query, where) if mode != "dense" else {}
+        dense = self._dense(query, where) if mode != "bm25" else {}
         rankings = [r for r, used in ((dense, mode != "bm25"), (sparse, mode != "dense")) if used]
         if self.fusion == "zscore" and mode == "hybrid":
             fused = zscore(rankings)

@@ -10,7 +10,7 @@ into the probability that this sentence answers. The composer quotes the most pr
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from service.answer.logistic import Logistic, read_parameters
@@ -40,7 +40,7 @@ class Clues:
 
     def vector(self) -> list[float]:
         """The features in declaration order."""
-        return [float(v) for v in asdict(self).values()]
+        return [float(getattr(self, name)) for name in CLUE_NAMES]
 
 
 CLUE_NAMES = tuple(f.name for f in fields(Clues))
