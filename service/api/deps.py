@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from service.api.state import AppState
 
 
-def get_state(request: Request) -> AppState:
-    """The application's state object."""
+async def get_state(request: Request) -> AppState:
+    """The application's state object (async: a sync dependency costs a thread hop)."""
     state: AppState = request.app.state.zhice
     return state
 

@@ -19,13 +19,13 @@ from service.api.schemas.core import (
     SearchResponse,
 )
 from service.api.schemas.errors import documented
-from service.api.views import public_citations
+from service.api.views import ModelResponse, public_citations
 
 router = APIRouter(tags=["questions"])
 
 
 @router.post("/ask", response_model=AskResponse, responses=documented(400, 404, 413, 422, 503))
-def ask(body: AskRequest, state: StateDep) -> AskResponse:
+def ask(body: AskRequest, state: StateDep) -> ModelResponse:
     """Answer a question with citations to exact spans, or refuse when unsupported."""
     qa = state.pipeline(body.collection)
     top_k = body.top_k or state.settings.top_k
@@ -38,7 +38,7 @@ def ask(body: AskRequest, state: StateDep) -> AskResponse:
         debug = AskDebug(
             query=result.query, intent=result.intent, evidence=result.evidence, threshold=threshold
         )
-    return AskResponse(
+    response = AskResponse(
         answer=result.answer,
         refused=result.refused,
         citations=public_citations(qa, result.citations),
@@ -49,16 +49,18 @@ def ask(body: AskRequest, state: StateDep) -> AskResponse:
         llm_fallback=result.llm_fallback,
         debug=debug,
     )
+    return ModelResponse(response)
 
 
 @router.post(
     "/search", response_model=SearchResponse, responses=documented(400, 404, 413, 422, 503)
 )
-def search(body: SearchRequest, state: StateDep) -> SearchResponse:
+def search(body: SearchRequest, state: StateDep) -> ModelResponse:
     """Retrieve passages (hybrid by default) without composing an answer."""
     qa = state.pipeline(body.collection)
     hits, timings = qa.search(body.query, body.top_k, _filter(body.filters), body.retriever)
-    return SearchResponse(passages=[_passage(h, body.debug) for h in hits], timings_ms=timings)
+    passages = [_passage(h, body.debug) for h in hits]
+    return ModelResponse(SearchResponse(passages=passages, timings_ms=timings))
 
 
 def _filter(filters: Filters | None) -> Filter | None:
