@@ -35,7 +35,7 @@ def test_ask_returns_contract_shape(client: TestClient) -> None:
     body = client.post("/ask", json={"question": "国务院关于政务服务的指导意见", "top_k": 3}).json()
     assert set(body) >= {"answer", "refused", "citations", "passages", "timings_ms"}
     assert len(body["passages"]) == 3
-    assert set(body["timings_ms"]) == {"read", "embed", "retrieve", "compose", "total"}
+    assert set(body["timings_ms"]) == {"read", "embed", "retrieve", "compose", "score", "total"}
     for passage in body["passages"]:
         assert 0 < passage["score"] <= 1
         assert passage["ranks"] is None

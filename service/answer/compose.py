@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -149,6 +150,21 @@ class Answer:
     evidence: float
     intent: str
     features: tuple[Features | None, ...] = ()  # of the evidence, one per part
+    score_ms: float = 0.0  # reading the passages' sentences and scoring them and the evidence
+
+
+class _Stopwatch:
+    """Milliseconds spent inside its `with` blocks."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        self._began = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.ms += (time.perf_counter() - self._began) * 1000
 
 
 @dataclass(frozen=True)
@@ -232,20 +248,32 @@ class Composer:
         return self.answer(reading, [hits] * len(reading.needs))
 
     def answer(self, reading: Reading, hits: Sequence[Sequence[Hit]]) -> Answer:
-        """Answer a question read, from its passages (one list per part), or refuse."""
+        """Answer a question read, from its passages (one list per part), or refuse.
+
+        `score_ms` of the answer is the part of the time spent scoring with the fitted
+        models: the passages' sentences (selection) and the evidence (answerability).
+        """
+        scoring = _Stopwatch()
         if reading.intent == "multi":
-            return self._compose_parts(reading, hits)
+            answer = self._compose_parts(reading, hits, scoring)
+        else:
+            answer = self._compose_one(reading, hits[0], scoring)
+        return replace(answer, score_ms=round(scoring.ms, 3))
+
+    def _compose_one(self, reading: Reading, found: Sequence[Hit], scoring: _Stopwatch) -> Answer:
         question, intent = reading.question, reading.intent
         need = reading.needs[0][1]
-        found = hits[0]
-        candidates = self._candidates(need, found[:_READ_PASSAGES])
+        with scoring:
+            candidates = self._candidates(need, found[:_READ_PASSAGES])
         if not candidates:
             return _refusal(0.0, intent)
         chosen = _choose(candidates, intent)
-        features = (self.features(need, found, chosen, intent),)
+        with scoring:
+            features = (self.features(need, found, chosen, intent),)
         if _ENUMERATES.search(question):
             chosen = self._enumerated(question, chosen)
-        evidence = mean_probability(self.scorer, features)
+        with scoring:
+            evidence = mean_probability(self.scorer, features)
         if not chosen or evidence < self.threshold:
             return _refusal(evidence, intent, features)
         text, citations = self._render(chosen, intent)
@@ -333,7 +361,9 @@ class Composer:
         """The sentences and rows of the passages read, most probable answer first."""
         return self._candidates(self._need(question, tokens), hits[:_READ_PASSAGES])
 
-    def _compose_parts(self, reading: Reading, hits: Sequence[Sequence[Hit]]) -> Answer:
+    def _compose_parts(
+        self, reading: Reading, hits: Sequence[Sequence[Hit]], scoring: _Stopwatch
+    ) -> Answer:
         """Answer each part from its own passages, each cited, or say it was not found.
 
         A part the reports do not cover does not sink the others; only when no part is
@@ -344,12 +374,14 @@ class Composer:
         features: list[Features | None] = []
         for (part, need), found in zip(reading.needs, hits, strict=True):
             assert part is not None
-            candidates = self._candidates(need, found[:_READ_PASSAGES])
+            with scoring:
+                candidates = self._candidates(need, found[:_READ_PASSAGES])
             fresh = [c for c in candidates if not _overlaps(c, chosen)]
             best = (fresh or candidates)[:1]
-            part_features = self.features(need, found, best, "fact") if best else None
+            with scoring:
+                part_features = self.features(need, found, best, "fact") if best else None
+                probability = self.scorer.probability(part_features) if part_features else 0.0
             features.append(part_features)
-            probability = self.scorer.probability(part_features) if part_features else 0.0
             if best and probability >= self.threshold:
                 if not _overlaps(best[0], chosen):
                     chosen.append(best[0])

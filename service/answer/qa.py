@@ -142,12 +142,13 @@ class QA:
 
         `where` restricts the reports. The question is read (rewritten, listed, parted,
         analysed for the composer) while the encoder works on its vector, so the stages
-        overlap: `total` is the time taken.
+        overlap: `total` is the time taken. `score` is the part of `compose` spent in the
+        fitted models (sentence selection and answerability).
         """
         began = time.perf_counter()
         kind = small_talk(question)
         if kind is not None:
-            zero = dict.fromkeys(("read", "embed", "retrieve", "compose"), 0.0)
+            zero = dict.fromkeys(("read", "embed", "retrieve", "compose", "score"), 0.0)
             return Result(
                 answer=REPLIES[kind],
                 refused=False,
@@ -182,12 +183,12 @@ class QA:
         retrieved = time.perf_counter()
         composed = self._compose(found, reading, parts, Scope(top_k, scope, mode))
         done = time.perf_counter()
+        answer = composed.answer
         timings = (
             {"read": _ms(began, read)}
             | found.timings
-            | {"compose": _ms(retrieved, done), "total": _ms(began, done)}
+            | {"compose": _ms(retrieved, done), "score": answer.score_ms, "total": _ms(began, done)}
         )
-        answer = composed.answer
         return Result(
             answer=answer.text,
             refused=answer.refused,
