@@ -138,6 +138,7 @@ def test_metrics_match_the_hand_computation(outcomes: list[Outcome]) -> None:
         "keyword_accuracy": 0.5,  # q1, q4
         "citation_correct": 0.6667,  # q1, q4 of the answered q1, q2, q4
         "false_refusal": 0.25,  # q3
+        "extra_sentence_rate": 0.0,  # q1, the one answered fact, cites one span
         "refusal_recall": 0.5,  # q5 of q5, q6
         "refusal_precision": 0.5,  # q5 of the refused q3, q5
         "latency_p50_ms": 30.0,
@@ -145,6 +146,25 @@ def test_metrics_match_the_hand_computation(outcomes: list[Outcome]) -> None:
         "latency_p99_ms": 60.0,
     }
     assert _ndcg_by_hand() == pytest.approx(0.39973, abs=1e-5)
+
+
+def test_answer_length_and_unrelated_extra_sentences() -> None:
+    def asked(qtype: str, gold: str, answer: str, quotes: list[str]) -> Outcome:
+        q = Question("q", "问题", qtype, ("a.txt",), ("甲乙丙",), gold, ("丁",))
+        return judge(q, _result(["甲乙丙丁"], answer, quotes, 0.9), 0.01)
+
+    done = [
+        # Twice the gold's length; a second citation holding the keyword is related.
+        asked("fact", "甲乙丙丁", "甲乙丙丁戊己庚辛[1][2]", ["甲乙丙", "说到丁"]),
+        # The gold's length; the second span holds neither evidence nor keyword.
+        asked("number", "甲乙丙丁", "甲乙[1]无关[2]", ["甲乙丙", "无关的话"]),
+        # A table answer may cite several spans: its length counts, not its extra spans.
+        asked("table", "甲乙丙丁", "甲[1]无[2]", ["甲乙丙", "无关的话"]),
+        asked("fact", "甲乙丙丁", REFUSAL, []),  # refused: neither figure
+    ]
+    figures = metrics(done)
+    assert figures["answer_length_ratio"] == 1.0  # median of 2, 1 and 0.5
+    assert figures["extra_sentence_rate"] == 0.5  # the number question of the two facts
 
 
 def test_ranks_past_ten_do_not_count() -> None:

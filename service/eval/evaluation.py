@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,14 @@ from service.answer.qa import QA, Result
 from service.answer.retrieval import Mode
 from service.errors import CalibrationError, QuestionSetError
 from service.eval.calibration import Calibration, calibrate
+from service.eval.cmrc_metrics import strip_markers
 
 log = logging.getLogger(__name__)
 
 TYPES = ("fact", "table", "number", "multi", "unanswerable")
 KS = (1, 3, 5, 10)
+# Question types answered by one statement (a table or multi-part answer cites several).
+_ONE_FACT = ("fact", "number")
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,25 @@ def _holds_evidence(q: Question, text: str) -> bool:
     return any(e in text for e in q.evidence)
 
 
+def _length_ratio(o: Outcome) -> float:
+    """Characters of the answer (citation marks left out) per character of the gold's."""
+    return len(normalize(strip_markers(o.answer))) / max(1, len(normalize(o.question.answer)))
+
+
+def _unrelated_extra(o: Outcome) -> bool:
+    """True when an answer cites more than one span and some span holds no gold evidence
+    and no gold keyword: a loosely related sentence appended to the answer."""
+    keywords = [normalize(k) for k in o.question.keywords]
+
+    def related(quote: str) -> bool:
+        plain = normalize(quote)
+        return any(e in quote or quote in e for e in o.question.evidence) or any(
+            k in plain for k in keywords
+        )
+
+    return len(o.quotes) > 1 and not all(related(q) for q in o.quotes)
+
+
 Asker = Callable[[Question], Result]
 
 
@@ -202,6 +225,14 @@ def metrics(outcomes: Iterable[Outcome]) -> dict[str, float]:
         cited = [o for o in answerable if not o.refused]
         out["citation_correct"] = _mean(o.citation_ok for o in cited) if cited else 0.0
         out["false_refusal"] = _mean(o.refused for o in answerable)
+        # Complete and concise: the answer's length over the gold answer's, and how often
+        # a one-fact answer carries a cited sentence that holds none of the gold evidence.
+        ratios = [_length_ratio(o) for o in cited if o.question.answer]
+        if ratios:
+            out["answer_length_ratio"] = round(statistics.median(ratios), 4)
+        facts = [o for o in cited if o.question.type in _ONE_FACT]
+        if facts:
+            out["extra_sentence_rate"] = _mean(_unrelated_extra(o) for o in facts)
     if unanswerable:
         out["refusal_recall"] = _mean(o.refused for o in unanswerable)
         refused = [o for o in done if o.refused]
