@@ -52,6 +52,11 @@ class Tokenizer:
             words = self._jieba.cut_for_search(normalize(text))
             return [w for w in words if w.strip() and _is_word(w) and w not in self.stopwords]
 
+    def words(self, text: str) -> list[str]:
+        """jieba's precise-mode words of text as given: together they are the text."""
+        with self._lock:
+            return list(self._jieba.cut(text))
+
     def anchors(self, text: str) -> list[str]:
         """Specific words of a question: places, Latin names, years and versions, ordinals."""
         plain = normalize(text)

@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ingest.pipeline import ingest
+from ingest.tokenize import Tokenizer
 from service.answer.build import build_qa, embedder_for
 from service.answer.qa import QA
 from service.api.app import create_app
@@ -253,6 +254,12 @@ class Gated:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no update was asked to stop within {seconds} s")
             time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    """The real tokenizer (jieba with the domain dictionary), loaded once."""
+    return Tokenizer()
 
 
 @pytest.fixture

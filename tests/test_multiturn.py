@@ -8,11 +8,6 @@ from ingest.tokenize import Tokenizer
 from service.answer.rewrite import Rewrite, Turn, rewrite
 
 
-@pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return Tokenizer()
-
-
 def _history(*pairs: tuple[str, str]) -> list[Turn]:
     turns = []
     for question, answer in pairs:

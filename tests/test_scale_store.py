@@ -43,11 +43,6 @@ def _ingest(corpus: Path, index: Path) -> None:
     ingest(corpus, index, "fake-hash", HashEmbedder, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return Tokenizer()
-
-
 def _results(
     index: LoadedIndex, tokenizer: Tokenizer, where: Filter | None = None
 ) -> list[list[tuple[str, float]]]:
