@@ -208,6 +208,29 @@ def test_a_merge_is_due_past_the_bound_and_a_fiftieth_of_the_index(
     assert merge_due(manifest, merge_above) is due
 
 
+def test_a_merge_overtaken_by_a_rebuild_is_discarded(
+    fake_settings: Settings, tokenizer: Tokenizer
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    _change(fake_settings, tokenizer)
+    rebuilt: list[str | None] = []
+
+    def rebuild() -> None:
+        ingest(
+            fake_settings.corpus_dir,
+            fake_settings.index_dir,
+            "fake-hash",
+            HashEmbedder,
+            force=True,
+            progress=False,
+        )
+        rebuilt.append(current_version(fake_settings.index_dir))
+
+    assert merge(fake_settings.index_dir, "fake-hash", before_rebase=rebuild) is None
+    assert current_version(fake_settings.index_dir) == rebuilt[0]
+    assert not _merge_dirs(fake_settings)
+
+
 def _merge_dirs(settings: Settings) -> list[str]:
     return [p.name for p in settings.index_dir.iterdir() if p.name.startswith(".merge-")]
 
