@@ -16,7 +16,7 @@ import pytest
 from ingest.bm25 import BM25, Postings
 from ingest.build import build_version
 from ingest.loaders import load_bytes
-from ingest.merge import MERGE_ABOVE, merge, merge_due
+from ingest.merge import MERGE_ABOVE, MERGE_LOCK, merge, merge_due
 from ingest.pipeline import ingest
 from ingest.store import (
     DEAD,
@@ -28,6 +28,7 @@ from ingest.store import (
     current_path,
     current_version,
     load_index,
+    locked,
     read_manifest,
 )
 from ingest.tokenize import Tokenizer
@@ -274,6 +275,8 @@ def test_a_merge_killed_midway_is_cleared_at_startup(
     left = _merge_dirs(fake_settings)
     assert killed.returncode == 9 and left  # M was built, never committed
     assert current_path(fake_settings.index_dir).resolve() == before.path
+    with locked(fake_settings.index_dir, name=MERGE_LOCK):  # as if a merge were running
+        assert recover(fake_settings.corpus_dir, fake_settings.index_dir) == []
     assert recover(fake_settings.corpus_dir, fake_settings.index_dir) == left
     assert not _merge_dirs(fake_settings)
     _like_a_rebuild(_merge(fake_settings), fake_settings, tmp_path, tokenizer)
