@@ -209,11 +209,16 @@ def ask_and_update(
 def update_during_merge(client: httpx.Client, index_dir: Path, size: int) -> dict[str, str]:
     """Delete documents until a background merge starts (the server runs with
     ZHICE_MERGE_ABOVE=0: past a fiftieth of the index), then add 10-chunk documents one
-    after another until the merge is committed (no dead chunks left), timing each add."""
+    after another until the merge is committed, timing each add. Adds kill no chunk, so
+    the merge has committed once fewer are dead than after the deletes (not necessarily
+    none: the last delete may land after the merge's snapshot)."""
     for d in range(size // 50 // PER_DOCUMENT + 1):
         client.delete(f"/documents/syn-{d:06d}.txt").raise_for_status()
     began, adds = time.perf_counter(), []
-    while (manifest := read_manifest(index_dir)) is not None and manifest.dead_chunks:
+    manifest = read_manifest(index_dir)
+    assert manifest is not None
+    dead = manifest.dead_chunks
+    while (manifest := read_manifest(index_dir)) is not None and manifest.dead_chunks >= dead:
         if len(adds) >= 5000:
             raise RuntimeError("the background merge did not finish")
         files = {"file": (f"during-{len(adds)}.txt", ten_chunk_document(len(adds) + 2))}
