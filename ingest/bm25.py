@@ -134,6 +134,10 @@ class Postings:
             lengths.astype(np.float32),
         )
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> Postings:
+        """Only the chunks `keep` flags (one flag per chunk), renumbered densely."""
+        return Postings.empty().concat(self, keep=keep)
+
     def save(self, directory: Path) -> None:
         """Write the arrays (`bm25_<name>.npy`) and the terms (`bm25_terms.json`)."""
         for name in _ARRAYS:

@@ -1,8 +1,9 @@
 """The one way an index version is built: chunks and vectors → BM25, ANN, manifest, files.
 
-`zhice ingest` (ingest.pipeline), the first document of a collection and the merge of
-a delta segment (ingest.update) all end here; other live updates write a delta segment
-beside this version's (`ingest.store.write_update`).
+`zhice ingest` (ingest.pipeline) and the first document of a collection (ingest.update)
+end here; other live updates write a delta segment beside this version's
+(`ingest.store.write_update`), and a merge of it writes its segment with
+`ingest.store.write_base` (ingest.merge).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def build_version(
 
     `began` is the `perf_counter` time the build started, and `backend` the embedding
     backend that made the vectors, both for the manifest. Pass the chunks' `postings`
-    when they are known (a merge of segments), or a loaded `tokenizer` to save loading
+    when they are known already, or a loaded `tokenizer` to save loading
     jieba's dictionaries. `ann` overrides the ANN parameters chosen by size
     (`ingest.store.ann_params`); `before_switch` runs once the version is on disk, just before
     it becomes current (see `write_index`).

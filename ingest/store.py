@@ -272,13 +272,14 @@ class LoadedIndex:
 
 
 @contextmanager
-def locked(index_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+def locked(index_dir: Path, *, wait: bool = True, name: str = LOCK_FILE) -> Iterator[bool]:
     """Hold the index directory's write lock (across threads and processes).
 
     Yields True once held; with `wait=False`, yields False at once if another holds it.
+    `name` picks another lock file (the merge's, `ingest.merge`).
     """
     index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / LOCK_FILE, "a") as handle:
+    with open(index_dir / name, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -332,12 +333,24 @@ def write_index(
     """
 
     def fill(tmp: Path) -> dict[str, tuple[int, int]]:
-        offsets = write_segment(tmp, documents, chunks)
-        vectors.save(tmp)
-        postings.save(tmp)
+        offsets = write_base(tmp, documents, chunks, vectors, postings)
         return {source: (0, offset) for source, offset in offsets.items()}
 
     return _commit(index_dir, manifest, fill, before_switch)
+
+
+def write_base(
+    directory: Path,
+    documents: Iterable[Document],
+    chunks: Sequence[Chunk],
+    vectors: VectorIndex,
+    postings: Postings,
+) -> dict[str, int]:
+    """Write the files of a first segment (`BASE_FILES`); return each document's offset."""
+    offsets = write_segment(directory, documents, chunks)
+    vectors.save(directory)
+    postings.save(directory)
+    return offsets
 
 
 def write_update(
@@ -354,18 +367,23 @@ def write_update(
 
     The large segment's files are hard links (no byte copied); `delta` becomes the
     second segment, `dead` lists the stored ids no longer served, and `where` places the
-    documents of the first segment (segment 0) — the delta's are added.
+    documents of the first segment (segment 0) — the delta's are added. `base` may also
+    be a directory of `write_base`'s files (a merge's). An empty delta or dead list is
+    not written.
     """
 
     def fill(tmp: Path) -> dict[str, tuple[int, int]]:
         for name in BASE_FILES:
             if (base / name).exists():
                 os.link(base / name, tmp / name)
+        if len(dead):
+            np.save(tmp / DEAD, np.unique(dead).astype(np.int64))
+        if not delta.chunks:
+            return dict(where)
         (tmp / DELTA).mkdir()
         offsets = write_segment(tmp / DELTA, delta.documents, delta.chunks)
         np.save(tmp / DELTA / VECTORS, np.ascontiguousarray(delta.vectors, dtype=np.float32))
         delta.postings.save(tmp / DELTA)
-        np.save(tmp / DEAD, np.unique(dead).astype(np.int64))
         _fsync_dir(tmp / DELTA)
         return {**where, **{source: (1, offset) for source, offset in offsets.items()}}
 
@@ -549,6 +567,18 @@ def open_version(path: Path, manifest: Manifest) -> LoadedIndex:
     if not len(index.vectors) == len(index.chunks) == index.bm25.n_docs == manifest.chunk_count:
         raise IndexIncompatibleError(f"index in {path} is inconsistent: run `zhice ingest`")
     return index
+
+
+def link_version(path: Path, target: Path) -> None:
+    """Hard-link every file of version directory `path` into `target` (a snapshot that
+    outlives the version's removal; no byte copied)."""
+    for source in sorted(path.rglob("*")):
+        copy = target / source.relative_to(path)
+        if source.is_dir():
+            copy.mkdir(parents=True, exist_ok=True)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, copy)
 
 
 def _fsync_dir(path: Path) -> None:

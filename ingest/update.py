@@ -3,7 +3,9 @@
 Only the changed document is chunked, embedded and tokenised: its chunks join a small
 delta segment and the chunks it had are marked dead, while the large segment's files
 are shared with the previous version (see `ingest.store`); BM25 statistics are computed
-at query time, so nothing else is rebuilt. The corpus
+at query time, so nothing else is rebuilt. An update never merges the delta into the
+large segment: a merge rebuilds the ANN index, so it runs beside updates
+(`ingest.merge`), started by the service after an update or by `zhice merge`. The corpus
 directory stays the source of truth that `zhice ingest` reads, so an update writes the
 file there too, in this order, under an exclusive lock on the index directory:
 
@@ -42,6 +44,7 @@ from ingest.errors import (
     LastDocumentError,
 )
 from ingest.limits import Budget
+from ingest.merge import remove_stale_merges
 from ingest.store import (
     Delta,
     LoadedIndex,
@@ -67,9 +70,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Action = Literal["add", "replace", "remove"]
-# Live changes collect in the delta segment until it holds more chunks than this (and a
-# fiftieth of the large segment); then the two are merged.
-MERGE_ABOVE = 10_000
 # Staged uploads are named by a random id, never by the document's name.
 STAGED = re.compile(r"^\.upload-[0-9a-f]{32}\.tmp$")
 
@@ -100,7 +100,6 @@ def update(
     budget: Budget | None = None,
     batch_size: int = 16,
     crash_before_switch: Callable[[], None] | None = None,
-    merge_above: int = MERGE_ABOVE,
     milvus: MilvusTarget | None = None,
 ) -> UpdateResult:
     """Add, replace or remove one document; return the new index, already in force.
@@ -114,7 +113,7 @@ def update(
     next batch of `batch_size` passages, or just before the commit — never after.
     `crash_before_switch` runs between writing the new state and making it current — a
     hook for tests that kill the process there. Live changes collect in a delta segment
-    merged into the large one when it outgrows `merge_above` chunks (see `_apply`). With
+    (see `_apply`; `ingest.merge.merge_due` says when to merge it). With
     `milvus`, the knowledge base lives in Milvus and only the changed document's rows are
     written (`ingest.milvus_write`).
     """
@@ -168,7 +167,7 @@ def update(
                     before_switch=corpus.commit,
                 )
             else:
-                index = _apply(index_dir, old, change, began, merge_above, corpus.commit)
+                index = _apply(index_dir, old, change, began, corpus.commit)
         finally:
             corpus.discard()
     seconds = time.perf_counter() - began
@@ -206,20 +205,14 @@ def _apply(
     old: LoadedIndex,
     change: _Change,
     began: float,
-    merge_above: int,
     before_switch: Callable[[], None],
 ) -> LoadedIndex:
-    """Write the version after `change`: a larger delta segment, or all merged into one.
-
-    Only the changed document is tokenised. The delta is merged into the large segment
-    once it and the dead ids number more than `merge_above` and a fiftieth of the large
-    segment (a rebuild of the ANN index, but no tokenising: postings merge as arrays).
-    """
+    """Write the version after `change`: the delta segment with its chunks appended, the
+    document's previous chunks dead. Only the changed document is tokenised."""
     added = Postings.build([change.tokenizer.tokenize(c.search_text) for c in change.chunks])
     table = chunk_table(old)
-    changed = table.ids_of(change.source)
-    gone = table.stored(changed)
-    base, stored, dead = stored_layout(old)
+    gone = table.stored(table.ids_of(change.source))
+    _, stored, dead = stored_layout(old)
     dead = np.union1d(dead, gone).astype(np.int64)
     delta = read_delta(old, old.manifest.dimension)
     documents = [d for d in delta.documents if d.source != change.source]
@@ -228,24 +221,6 @@ def _apply(
         documents.append(change.document)
         corpus[change.document.source] = change.document.sha256
     chunks = [*delta.chunks, *change.chunks]
-    if len(chunks) + len(dead) > max(merge_above, base // 50):
-        keep = np.ones(stored, dtype=bool)
-        keep[dead] = False
-        served = np.ones(len(old.chunks), dtype=bool)
-        served[changed] = False
-        ids = np.flatnonzero(served)
-        others = [old.documents[s] for s in old.documents if s != change.source]
-        return build_version(
-            index_dir,
-            model=old.manifest.model,
-            documents=others + ([change.document] if change.document else []),
-            chunks=[*(old.chunks[int(i)] for i in ids), *change.chunks],
-            vectors=np.vstack([old.vectors.vectors()[ids], change.vectors]),
-            began=began,
-            backend=old.manifest.backend,
-            postings=old.bm25.segments[0].concat(delta.postings, keep=keep).concat(added),
-            before_switch=before_switch,
-        )
     manifest = replace(
         old.manifest,
         corpus=corpus,
@@ -354,10 +329,12 @@ def stage_upload(corpus_dir: Path, data: bytes) -> Path:
 
 
 def recover(corpus_dir: Path, index_dir: Path) -> list[str]:
-    """Remove what crashed writes left: staged uploads, unfinished or orphaned versions.
+    """Remove what crashed writes left: staged uploads, unfinished or orphaned versions,
+    the working directories of merges.
 
     Run at startup. Skipped (returns []) while another process holds the write lock —
-    its files are not leftovers. Returns the names removed.
+    its files are not leftovers — and a merge's directory while one holds the merge
+    lock. Returns the names removed.
     """
     if not index_dir.is_dir():
         return []
@@ -367,6 +344,7 @@ def recover(corpus_dir: Path, index_dir: Path) -> list[str]:
             return []
         removed = _remove_stale_uploads(corpus_dir)
         removed += remove_stale_versions(index_dir, keep=current_version(index_dir))
+        removed += remove_stale_merges(index_dir)
     for name in removed:
         log.warning("removed %s, left by an interrupted write", name)
     return removed

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.embedding import DEFAULT_MODEL, Backend
 from ingest.limits import Limits
+from ingest.merge import MERGE_ABOVE
 from ingest.milvus import MilvusTarget
 from service.errors import InvalidCollectionError
 
@@ -170,6 +171,13 @@ class Settings(BaseSettings):
         le=8,
         description="Threads that run document updates (POST/PUT/DELETE /documents); they "
         "take turns on the index lock, so more than one only overlaps reading and embedding.",
+    )
+    merge_above: int = Field(
+        MERGE_ABOVE,
+        ge=0,
+        description="Live changes (chunks added since the last merge plus chunks deleted) "
+        "past which, and past a fiftieth of the index, the service merges the delta segment "
+        "into the large one on a background thread (local store).",
     )
     ingest_queue: int = Field(
         4,

@@ -56,6 +56,7 @@ def start_server(
         "ZHICE_INDEX_DIR": str(settings.index_dir),
         "ZHICE_CORPUS_DIR": str(settings.corpus_dir),
         "ZHICE_EMBEDDING_BACKEND": settings.embedding_backend,
+        "ZHICE_MERGE_ABOVE": str(settings.merge_above),
     }
     began = time.perf_counter()
     proc = subprocess.Popen(

@@ -12,8 +12,9 @@ neighbours are almost tied.
 
 Measured: build time, size on disk and RSS; dense p50/p99 and recall@10 (unfiltered,
 one document, one department); BM25 p50/p99; /ask over HTTP p50/p99 on a real `zhice
-serve`; add, replace and delete of a 10-chunk document over HTTP; startup to ready;
-and 8 clients against `--workers 1` and `--workers 2`.
+serve`; add, replace and delete of a 10-chunk document over HTTP; the adds that land
+while a background merge runs; startup to ready; and 8 clients against `--workers 1`
+and `--workers 2`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ingest.bm25 import Postings
 from ingest.build import build_version
 from ingest.chunking import chunk_document
 from ingest.pipeline import load_corpus
-from ingest.store import VectorIndex, load_index
+from ingest.store import VectorIndex, load_index, read_manifest
 from ingest.tokenize import Tokenizer
 from ingest.types import Chunk, Document
 from service.answer.build import embedder_for
@@ -166,8 +167,8 @@ def throughput(url: str, questions: Sequence[str], rounds: int) -> float:
     return len(questions) * rounds / (time.perf_counter() - began)
 
 
-def ten_chunk_document() -> bytes:
-    """A report of ten paragraphs, each its own chunk."""
+def ten_chunk_document(edition: int = 1) -> bytes:
+    """A report of ten paragraphs, each its own chunk (`edition` makes its text distinct)."""
     paragraphs = [
         f"第{n}条　海口市第{n}批大模型应用场景建设方案要求各区县在2027年前完成算力"
         f"基础设施改造，推进政务服务智能化，建设数据要素市场，培育第{n}批示范企业并给予资金支持，"
@@ -175,7 +176,8 @@ def ten_chunk_document() -> bytes:
         f"建立定期调度和评估制度，对第{n}批项目的资金使用、建设进度和应用成效开展跟踪检查。"
         for n in range(1, 11)
     ]
-    return ("海口市大模型应用场景建设方案\n\n" + "\n\n".join(paragraphs) + "\n").encode()
+    title = f"海口市大模型应用场景建设方案（第{edition}版）"
+    return (title + "\n\n" + "\n\n".join(paragraphs) + "\n").encode()
 
 
 def ask_and_update(
@@ -202,6 +204,33 @@ def ask_and_update(
         f"{add_ms:.0f} / {replace_ms:.0f} / {delete_ms:.0f}"
     )
     return rows
+
+
+def update_during_merge(client: httpx.Client, index_dir: Path, size: int) -> dict[str, str]:
+    """Delete documents until a background merge starts (the server runs with
+    ZHICE_MERGE_ABOVE=0: past a fiftieth of the index), then add 10-chunk documents one
+    after another until the merge is committed, timing each add. Adds kill no chunk, so
+    the merge has committed once fewer are dead than after the deletes (not necessarily
+    none: the last delete may land after the merge's snapshot)."""
+    for d in range(size // 50 // PER_DOCUMENT + 1):
+        client.delete(f"/documents/syn-{d:06d}.txt").raise_for_status()
+    began, adds = time.perf_counter(), []
+    manifest = read_manifest(index_dir)
+    assert manifest is not None
+    dead = manifest.dead_chunks
+    while (manifest := read_manifest(index_dir)) is not None and manifest.dead_chunks >= dead:
+        if len(adds) >= 5000:
+            raise RuntimeError("the background merge did not finish")
+        files = {"file": (f"during-{len(adds)}.txt", ten_chunk_document(len(adds) + 2))}
+        adds.append(timed(lambda f=files: client.post("/documents", files=f).raise_for_status()))
+    merge_s = time.perf_counter() - began
+    p50, _, p99 = percentiles(adds or [0.0])
+    return {
+        "background merge, from the delete starting it (s)": f"{merge_s:.0f}",
+        "  10-chunk adds meanwhile: count, p50/p99/max (ms)": (
+            f"{len(adds)}, {p50:.0f} / {p99:.0f} / {max(adds or [0.0]):.0f}"
+        ),
+    }
 
 
 def measure(size: int, workdir: Path, settings: Settings, workers: bool) -> dict[str, str]:
@@ -289,13 +318,16 @@ def measure(size: int, workdir: Path, settings: Settings, workers: bool) -> dict
     rows["BM25 top-10 p50/p99 (ms)"] = f"{p50:.1f} / {p99:.1f}"
     rows["bench process RSS after queries (MiB)"] = f"{rss_mib(os.getpid()):.0f}"
 
-    served = settings.model_copy(update={"index_dir": index_dir, "corpus_dir": workdir / "corpus"})
+    served = settings.model_copy(
+        update={"index_dir": index_dir, "corpus_dir": workdir / "corpus", "merge_above": 0}
+    )
     (workdir / "corpus").mkdir(exist_ok=True)
     proc, url, ready_s = serve(served)
     try:
         rows["startup to ready (s)"] = f"{ready_s:.1f}"
         with httpx.Client(base_url=url, timeout=300) as client:
             rows |= ask_and_update(client, list(questions) * 2, percentiles(encode)[0])
+            rows |= update_during_merge(client, index_dir, size)
         rows["server RSS after /ask and updates (MiB)"] = f"{rss_mib(proc.pid):.0f}"
     finally:
         stop(proc)

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ingest.pipeline import ingest
+from ingest.update import update
 from service.cli import cli
 from service.config import Settings
+from tests.fakes import HashEmbedder
 
 
 @pytest.fixture
@@ -70,3 +73,19 @@ def test_bad_parameters_exit_2(args: list[str]) -> None:
 def test_bad_setting_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["ask", "问"], env={"ZHICE_TOP_K": "0"})
     assert result.exit_code == 2
+
+
+def test_merge_merges_the_live_changes_once(fake_settings: Settings) -> None:
+    corpus, index = fake_settings.corpus_dir, fake_settings.index_dir
+    ingest(corpus, index, "fake-hash", HashEmbedder, progress=False)
+    update(corpus, index, "fake-hash", HashEmbedder(), "remove", "002_d31665734ab7f792.txt")
+    env = {
+        "ZHICE_INDEX_DIR": str(index),
+        "ZHICE_CORPUS_DIR": str(corpus),
+        "ZHICE_EMBEDDING_MODEL": "fake-hash",
+    }
+    merged = CliRunner().invoke(cli, ["merge"], env=env)
+    assert merged.exit_code == 0, merged.output
+    assert merged.output.startswith("merged 279 chunks into one segment (0 added")
+    again = CliRunner().invoke(cli, ["merge"], env=env)
+    assert again.exit_code == 0 and again.output.startswith("nothing merged")

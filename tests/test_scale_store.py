@@ -1,9 +1,13 @@
 """The local store at scale, in miniature: live updates write a delta segment that
-searches exactly like a full rebuild, memory-mapped loading answers like vectors held in
-memory, and the ANN index and its parameters are chosen by size and recorded."""
+searches exactly like a full rebuild, and so does a merge of it, even one that updates
+overtook; memory-mapped loading answers like vectors held in memory, and the ANN index
+and its parameters are chosen by size and recorded."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +16,24 @@ import pytest
 from ingest.bm25 import BM25, Postings
 from ingest.build import build_version
 from ingest.loaders import load_bytes
+from ingest.merge import MERGE_ABOVE, MERGE_LOCK, merge, merge_due
 from ingest.pipeline import ingest
 from ingest.store import (
     DEAD,
     DELTA,
     LoadedIndex,
+    Manifest,
     VectorIndex,
     ann_params,
     current_path,
+    current_version,
     load_index,
+    locked,
     read_manifest,
 )
 from ingest.tokenize import Tokenizer
 from ingest.types import Chunk, Document
-from ingest.update import update
+from ingest.update import recover, update
 from service.answer.filters import Filter
 from service.answer.retrieval import Mode, Retriever
 from service.answer.store import LocalStore
@@ -36,6 +44,22 @@ QUESTIONS = ("算力券怎么申请", "政务大模型的安全要求", "海口�
 ADDED = "海口市人工智能产业发展计划\n\n海口市提出到2027年培育50家人工智能企业，建设算力中心。\n"
 REPLACED = (
     "地方政策汇编（修订）\n\n广东省发放算力券，支持中小企业使用智能算力，政务大模型试点扩大。\n"
+)
+CHANGES = (
+    ("add", "haikou.txt", ADDED),
+    ("replace", "002_d31665734ab7f792.txt", REPLACED),
+    ("remove", "004_aed4a49d50658c96.txt", None),
+)
+# While a merge of the version after CHANGES runs: a document of its delta replaced and
+# one removed, documents of its large segment replaced and removed, and one added, then
+# replaced, so the delta after the snapshot holds dead chunks too.
+OVERTAKING = (
+    ("replace", "haikou.txt", ADDED.replace("50家", "60家")),
+    ("remove", "002_d31665734ab7f792.txt", None),
+    ("replace", "003_4efd2b96af175422.txt", REPLACED.replace("广东省", "海南省")),
+    ("remove", "001_238fc47f712ebe5e.txt", None),
+    ("add", "sanya.txt", ADDED.replace("海口", "三亚")),
+    ("replace", "sanya.txt", ADDED.replace("海口", "三亚").replace("算力中心", "数据中心")),
 )
 
 
@@ -57,14 +81,15 @@ def _results(
     return out
 
 
-def _change(settings: Settings, merge_above: int, tokenizer: Tokenizer) -> LoadedIndex:
-    """Add one report, replace another, remove a third, as live updates."""
+def _change(
+    settings: Settings,
+    tokenizer: Tokenizer,
+    changes: Sequence[tuple[str, str, str | None]] = CHANGES,
+) -> LoadedIndex:
+    """Apply `changes` (by default: add one report, replace another, remove a third) as
+    live updates."""
     corpus, index = settings.corpus_dir, settings.index_dir
-    for action, source, text in (
-        ("add", "haikou.txt", ADDED),
-        ("replace", "002_d31665734ab7f792.txt", REPLACED),
-        ("remove", "004_aed4a49d50658c96.txt", None),
-    ):
+    for action, source, text in changes:
         data = text.encode() if text else None
         document = load_bytes(source, data) if data else None
         result = update(
@@ -76,34 +101,180 @@ def _change(settings: Settings, merge_above: int, tokenizer: Tokenizer) -> Loade
             source,
             document,
             data,
-            merge_above=merge_above,
             tokenizer=tokenizer,
         )
+    assert isinstance(result.index, LoadedIndex)
     return result.index
 
 
-@pytest.mark.parametrize("merge_above", [10_000, 0], ids=["delta", "merged"])
-def test_live_updates_search_like_a_full_rebuild(
-    fake_settings: Settings, tmp_path: Path, merge_above: int, tokenizer: Tokenizer
+def _merge(settings: Settings) -> LoadedIndex:
+    merged = merge(settings.index_dir, "fake-hash")
+    assert merged is not None
+    return merged
+
+
+def _like_a_rebuild(
+    live: LoadedIndex, settings: Settings, tmp_path: Path, tokenizer: Tokenizer
 ) -> None:
-    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
-    live = _change(fake_settings, merge_above, tokenizer)
-    version = current_path(fake_settings.index_dir)
-    if merge_above:  # a delta segment and dead ids beside the shared first segment
-        assert (version / DELTA).is_dir() and (version / DEAD).is_file()
-        assert live.manifest.dead_chunks > 0 and live.manifest.delta_chunks > 0
-    else:  # every update merged into one segment
-        assert not (version / DELTA).exists()
+    """`live` serves what `zhice ingest` builds from the corpus now, and searches alike."""
     rebuilt_dir = tmp_path / "rebuilt"
-    _ingest(fake_settings.corpus_dir, rebuilt_dir)
+    _ingest(settings.corpus_dir, rebuilt_dir)
     rebuilt = load_index(rebuilt_dir, "fake-hash")
     assert sorted(live.documents) == sorted(rebuilt.documents)
     assert sorted(c.chunk_id for c in live.chunks) == sorted(c.chunk_id for c in rebuilt.chunks)
     assert live.manifest.chunk_count == rebuilt.manifest.chunk_count == len(live.chunks)
-    assert live.documents["haikou.txt"].text == rebuilt.documents["haikou.txt"].text
+    for source in live.documents:
+        assert live.documents[source] == rebuilt.documents[source]
     for where in (None, Filter(sources=("haikou.txt", "002_d31665734ab7f792.txt"))):
         assert _results(live, tokenizer, where) == _results(rebuilt, tokenizer, where)
     assert live.bm25.term_idf("算力") == pytest.approx(rebuilt.bm25.term_idf("算力"), rel=1e-6)
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["delta", "merged"])
+def test_live_updates_search_like_a_full_rebuild(
+    fake_settings: Settings, tmp_path: Path, merged: bool, tokenizer: Tokenizer
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    live = _change(fake_settings, tokenizer)
+    version = current_path(fake_settings.index_dir)
+    # a delta segment and dead ids beside the shared first segment
+    assert (version / DELTA).is_dir() and (version / DEAD).is_file()
+    assert live.manifest.dead_chunks > 0 and live.manifest.delta_chunks > 0
+    if merged:  # then all in one segment
+        live = _merge(fake_settings)
+        version = current_path(fake_settings.index_dir)
+        assert not (version / DELTA).exists() and not (version / DEAD).exists()
+        assert live.manifest.delta_chunks == live.manifest.dead_chunks == 0
+    _like_a_rebuild(live, fake_settings, tmp_path, tokenizer)
+
+
+def test_a_merge_rebases_onto_the_updates_that_overtook_it(
+    fake_settings: Settings, tmp_path: Path, tokenizer: Tokenizer
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    snapshot = _change(fake_settings, tokenizer)
+    overtaking: list[LoadedIndex] = []
+    merged = merge(
+        fake_settings.index_dir,
+        "fake-hash",
+        before_rebase=lambda: overtaking.append(_change(fake_settings, tokenizer, OVERTAKING)),
+    )
+    assert merged is not None and overtaking
+    after = overtaking[0].manifest
+    # The new delta holds exactly the chunks stored since the snapshot, dead ones too.
+    assert merged.manifest.delta_chunks == after.delta_chunks - snapshot.manifest.delta_chunks
+    assert 0 < merged.manifest.dead_chunks < after.dead_chunks
+    assert (merged.manifest.chunk_count, merged.manifest.corpus) == (
+        after.chunk_count,
+        after.corpus,
+    )
+    _like_a_rebuild(merged, fake_settings, tmp_path, tokenizer)
+    again = _merge(fake_settings)  # merging what the rebase left changes nothing served
+    assert again.manifest.delta_chunks == again.manifest.dead_chunks == 0
+    _like_a_rebuild(again, fake_settings, tmp_path / "again", tokenizer)
+
+
+@pytest.mark.parametrize(
+    ("base", "delta", "dead", "merge_above", "due"),
+    [
+        (1_000, 0, 0, 0, False),  # nothing to merge
+        (1_000, 9_000, 1_000, MERGE_ABOVE, False),
+        (1_000, 9_000, 1_001, MERGE_ABOVE, True),
+        (1_000_000, 15_000, 5_000, MERGE_ABOVE, False),  # a fiftieth: 20,000
+        (1_000_000, 15_000, 5_001, MERGE_ABOVE, True),
+        (1_000, 21, 0, 0, True),
+    ],
+)
+def test_a_merge_is_due_past_the_bound_and_a_fiftieth_of_the_index(
+    base: int, delta: int, dead: int, merge_above: int, due: bool
+) -> None:
+    manifest = Manifest(
+        format_version=2,
+        model="fake-hash",
+        dimension=64,
+        chunker={},
+        corpus={},
+        chunk_count=base + delta - dead,
+        index_type="flat",
+        built_at="",
+        build_seconds=0.0,
+        delta_chunks=delta,
+        dead_chunks=dead,
+    )
+    assert merge_due(manifest, merge_above) is due
+
+
+def test_a_merge_overtaken_by_a_rebuild_is_discarded(
+    fake_settings: Settings, tokenizer: Tokenizer
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    _change(fake_settings, tokenizer)
+    rebuilt: list[str | None] = []
+
+    def rebuild() -> None:
+        ingest(
+            fake_settings.corpus_dir,
+            fake_settings.index_dir,
+            "fake-hash",
+            HashEmbedder,
+            force=True,
+            progress=False,
+        )
+        rebuilt.append(current_version(fake_settings.index_dir))
+
+    assert merge(fake_settings.index_dir, "fake-hash", before_rebase=rebuild) is None
+    assert current_version(fake_settings.index_dir) == rebuilt[0]
+    assert not _merge_dirs(fake_settings)
+
+
+def _merge_dirs(settings: Settings) -> list[str]:
+    return [p.name for p in settings.index_dir.iterdir() if p.name.startswith(".merge-")]
+
+
+@pytest.mark.parametrize("hook", ["before_rebase", "before_switch"])
+def test_a_failed_merge_leaves_the_updates_serving(
+    fake_settings: Settings, tmp_path: Path, tokenizer: Tokenizer, hook: str
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    _change(fake_settings, tokenizer)
+    overtaken: list[str | None] = []
+
+    def overtake_then_fail() -> None:
+        if hook == "before_rebase":  # before_switch runs under the lock: no update then
+            _change(fake_settings, tokenizer, OVERTAKING)
+        overtaken.append(current_version(fake_settings.index_dir))
+        raise RuntimeError("injected")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        merge(fake_settings.index_dir, "fake-hash", **{hook: overtake_then_fail})
+    assert current_version(fake_settings.index_dir) == overtaken[0]
+    assert (current_path(fake_settings.index_dir) / DELTA).is_dir()  # unmerged
+    assert not _merge_dirs(fake_settings)
+    served = load_index(fake_settings.index_dir, "fake-hash")
+    _like_a_rebuild(served, fake_settings, tmp_path / "served", tokenizer)
+    merged = _merge(fake_settings)  # and a later merge succeeds
+    _like_a_rebuild(merged, fake_settings, tmp_path / "merged", tokenizer)
+
+
+def test_a_merge_killed_midway_is_cleared_at_startup(
+    fake_settings: Settings, tmp_path: Path, tokenizer: Tokenizer
+) -> None:
+    _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
+    before = _change(fake_settings, tokenizer)
+    script = (
+        "import os, sys; from pathlib import Path; from ingest.merge import merge; "
+        "merge(Path(sys.argv[1]), 'fake-hash', before_rebase=lambda: os._exit(9))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", script, str(fake_settings.index_dir)], cwd=root)
+    left = _merge_dirs(fake_settings)
+    assert killed.returncode == 9 and left  # M was built, never committed
+    assert current_path(fake_settings.index_dir).resolve() == before.path
+    with locked(fake_settings.index_dir, name=MERGE_LOCK):  # as if a merge were running
+        assert recover(fake_settings.corpus_dir, fake_settings.index_dir) == []
+    assert recover(fake_settings.corpus_dir, fake_settings.index_dir) == left
+    assert not _merge_dirs(fake_settings)
+    _like_a_rebuild(_merge(fake_settings), fake_settings, tmp_path, tokenizer)
 
 
 def test_an_update_shares_the_first_segment_by_hard_links(
@@ -112,7 +283,7 @@ def test_an_update_shares_the_first_segment_by_hard_links(
     _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
     before = current_path(fake_settings.index_dir).resolve()
     inode = (before / "vectors.npy").stat().st_ino
-    _change(fake_settings, 10_000, tokenizer)
+    _change(fake_settings, tokenizer)
     after = current_path(fake_settings.index_dir).resolve()
     assert after != before and not before.exists()  # the old version is gone ...
     assert (after / "vectors.npy").stat().st_ino == inode  # ... its segment lives on
@@ -142,7 +313,7 @@ def test_memory_mapped_index_answers_like_an_eager_one(
     fake_settings: Settings, tokenizer: Tokenizer
 ) -> None:
     _ingest(fake_settings.corpus_dir, fake_settings.index_dir)
-    mapped = _change(fake_settings, 10_000, tokenizer)
+    mapped = _change(fake_settings, tokenizer)
     assert isinstance(mapped.vectors.vectors(), np.ndarray)
     assert isinstance(mapped.bm25.segments[0].docs.base, np.memmap)  # a view of the file
     eager = _eager(mapped)

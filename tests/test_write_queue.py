@@ -3,7 +3,8 @@
 A real uvicorn server over a private copy of the corpus, with a fake embedder that holds
 every update at a gate until the test opens it: while the one ingestion thread is stuck
 there (holding the index lock) and the queue is full, further uploads are refused at
-once, and probes, questions and chat are answered.
+once, and probes, questions and chat are answered. Nor does an update wait for the merge
+of the delta segment that an earlier one started.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest.pipeline import ingest
+from ingest.store import current_version, read_manifest
+from service.answer.build import build_qa
+from service.api.app import create_app
 from service.api.jobs import IngestQueue, Job
 from service.api.schemas.core import DocumentUpdate
+from service.config import Settings
 from service.errors import BusyError
-from tests.conftest import Gated
+from tests.conftest import Gated, running
+from tests.fakes import HashEmbedder
 
 ASYNC = {"Prefer": "respond-async"}
 QUESTION = {"question": "算力券是什么？"}
@@ -140,6 +147,47 @@ def _finished(url: str, job: str) -> dict[str, Any]:
 
 def _result(source: str) -> DocumentUpdate:
     return DocumentUpdate(action="add", source=source, chunks=1, embedded=1, documents=1, seconds=0)
+
+
+def test_an_update_never_waits_for_the_merge_an_earlier_one_started(
+    fake_settings: Settings,
+) -> None:
+    settings = Settings(**(fake_settings.model_dump() | {"merge_above": 0}))
+    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
+    app = create_app(settings, qa=build_qa(settings, HashEmbedder()))
+    state = app.state.zhice
+    holding, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the merged segment is built; the merge waits before rebasing
+        holding.set()
+        if not gate.wait(timeout=120):
+            raise TimeoutError("the test never opened the gate")
+
+    state.merges.before_rebase = hold
+    with running(app) as url:
+        try:
+            # 16 dead chunks: more than a fiftieth of the index, so a merge starts
+            removed = httpx.delete(f"{url}/documents/002_d31665734ab7f792.txt", timeout=30)
+            assert removed.status_code == 200, removed.text
+            assert holding.wait(timeout=60)
+            added = _upload(url, "city-1.txt", _text(1))  # lands while the merge is held
+            assert added.status_code == 201, added.text
+            during = read_manifest(settings.index_dir)
+            assert during is not None and during.dead_chunks == 16 and during.delta_chunks
+        finally:
+            gate.set()
+        deadline = time.monotonic() + 60
+        while state.qa.retriever.store.path.name != current_version(settings.index_dir) or (
+            read_manifest(settings.index_dir).dead_chunks  # type: ignore[union-attr]
+        ):
+            assert time.monotonic() < deadline, "the merge was not committed and served"
+            time.sleep(0.01)
+        merged = read_manifest(settings.index_dir)
+        assert merged is not None and merged.delta_chunks == added.json()["chunks"]
+        sources = {d["source"] for d in httpx.get(f"{url}/documents").json()["documents"]}
+        assert "city-1.txt" in sources and "002_d31665734ab7f792.txt" not in sources
+        found = httpx.post(f"{url}/search", json={"query": "第1号城市智算中心"}).json()
+        assert found["passages"][0]["source"] == "city-1.txt"
 
 
 def test_places_are_bounded_and_given_back() -> None:

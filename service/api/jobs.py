@@ -5,7 +5,8 @@ Every upload, replacement or removal is a job. A request takes a place (an
 none is free the request is refused at once with 503 `busy` and `Retry-After`. The
 place is held until the job has finished, so the memory and CPU that updates may take
 are bounded, and request threads — the ones answering questions and probes — never
-wait for the index lock or for embedding.
+wait for the index lock or for embedding. Merges of an index's delta segment run on
+background threads of their own (`Merges`), so no update waits for one.
 """
 
 from __future__ import annotations
@@ -81,16 +82,17 @@ class Admission:
 
 
 def _yield_cpu() -> None:
-    """Lower this ingestion thread's CPU priority (nice 10), so questions come first.
+    """Lower this ingestion or merge thread's CPU priority (nice 10), so questions come first.
 
     On Linux a thread is a task with its own nice value, inherited by the threads it
-    starts — torch's workers for this thread's forward passes — so embedding an upload
-    takes the cores only when answering does not need them.
+    starts — torch's workers for this thread's forward passes, faiss's for an HNSW
+    build — so embedding an upload or merging takes the cores only when answering does
+    not need them.
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INGEST_NICE)
     except (AttributeError, OSError):  # not Linux, or not permitted: run as is
-        log.info("could not lower the ingestion thread's priority")
+        log.info("could not lower the %s thread's priority", threading.current_thread().name)
 
 
 class IngestQueue:
@@ -184,3 +186,38 @@ class IngestQueue:
         finished = [i for i, j in self._jobs.items() if j.status in ("done", "failed")]
         for job_id in finished[: max(0, len(self._jobs) - self._keep)]:
             del self._jobs[job_id]
+
+
+class Merges:
+    """Background merges of indexes' delta segments: one at a time per index, at nice 10.
+
+    `before_rebase` is passed to each merge (`ingest.merge.merge`): a hook for tests that
+    hold a merge while updates land.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self.before_rebase: Callable[[], None] | None = None
+
+    def start(self, key: str, work: Callable[[Callable[[], None] | None], None]) -> None:
+        """Run `work(before_rebase)` on a new thread unless a merge of `key` runs already.
+
+        A failure is logged; the next update that finds a merge due tries again.
+        """
+        with self._lock:
+            if key in self._running:
+                return
+            self._running.add(key)
+
+        def run() -> None:
+            _yield_cpu()
+            try:
+                work(self.before_rebase)
+            except Exception:
+                log.exception("merging %s failed; the next update will try again", key)
+            finally:
+                with self._lock:
+                    self._running.discard(key)
+
+        threading.Thread(target=run, daemon=True, name="zhice-merge").start()

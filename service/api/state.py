@@ -10,7 +10,7 @@ from ingest.store import current_version, read_manifest
 from service.answer.build import with_index
 from service.answer.qa import QA
 from service.answer.store import Store, load_store
-from service.api.jobs import IngestQueue
+from service.api.jobs import IngestQueue, Merges
 from service.api.middleware.metrics import Metrics
 from service.config import DEFAULT_COLLECTION, Settings
 from service.errors import NotReadyError, UnknownCollectionError, ZhiceError
@@ -30,6 +30,7 @@ class AppState:
     settings: Settings
     metrics: Metrics
     jobs: IngestQueue
+    merges: Merges = field(default_factory=Merges)
     qa: QA | None = None
     collections: dict[str, QA] = field(default_factory=dict)
     failure: str | None = None

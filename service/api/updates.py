@@ -1,13 +1,16 @@
-"""What one document update does, on an ingestion thread: read, index, install."""
+"""What one document update does, on an ingestion thread: read, index, install; and
+the merge of the delta segment it may start on a thread of its own."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ingest.limits import Budget
 from ingest.loaders import load_bytes, with_stated
+from ingest.merge import merge, merge_due
+from ingest.store import LoadedIndex
 from ingest.update import Action, update
 from service.answer.store import store_of
 from service.api.schemas.core import DocumentUpdate
@@ -58,6 +61,10 @@ def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event)
         milvus=settings.milvus_target(),
     )
     state.install(store_of(result.index), request.collection)
+    if isinstance(result.index, LoadedIndex) and merge_due(
+        result.index.manifest, settings.merge_above
+    ):
+        start_merge(state, request.collection)
     return DocumentUpdate(
         action=request.action,
         source=request.source,
@@ -67,3 +74,24 @@ def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event)
         documents=len(result.index.documents),
         seconds=round(result.seconds, 3),
     )
+
+
+def start_merge(state: AppState, collection: str | None) -> None:
+    """Merge a collection's delta segment in the background, then serve the result.
+
+    Updates go on meanwhile; the merge rebases onto them (`ingest.merge`). Nothing
+    starts while a merge of that index runs already.
+    """
+    settings = state.settings.collection(collection)
+
+    def work(before_rebase: Callable[[], None] | None) -> None:
+        merged = merge(
+            settings.index_dir,
+            settings.embedding_model,
+            settings.embedding_backend,
+            before_rebase=before_rebase,
+        )
+        if merged is not None:
+            state.install(store_of(merged), collection)
+
+    state.merges.start(str(settings.index_dir), work)

@@ -1,4 +1,5 @@
-"""Commands that build the knowledge base: prepare-model, ingest, add, remove, migrate."""
+"""Commands that build the knowledge base: prepare-model, ingest, add, remove, merge,
+migrate."""
 
 from __future__ import annotations
 
@@ -126,6 +127,27 @@ def remove(settings: Settings, source: str) -> None:
     _update(settings, "remove", source_name(source), None, None)
 
 
+@cli.command()
+@click.pass_obj
+@errors_to_exit
+def merge(settings: Settings) -> None:
+    """Merge the live updates' delta segment into the large one (local store), beside
+    any updates; a running service does it by itself after an update."""
+    from ingest.merge import merge as run_merge
+
+    if settings.store != "local":
+        raise click.UsageError("only the local store has a delta segment to merge")
+    merged = run_merge(settings.index_dir, settings.embedding_model, settings.embedding_backend)
+    if merged is None:
+        click.echo("nothing merged: no live changes since the last merge, or a merge is running")
+        return
+    manifest = merged.manifest
+    click.echo(
+        f"merged {manifest.chunk_count} chunks into one segment ({manifest.delta_chunks} added "
+        f"during the merge in a delta) in {manifest.build_seconds:.1f} s → {merged.path}"
+    )
+
+
 def _update(
     settings: Settings,
     action: Action,
@@ -134,6 +156,8 @@ def _update(
     data: bytes | None,
     budget: Budget | None = None,
 ) -> None:
+    from ingest.merge import merge_due
+    from ingest.store import LoadedIndex
     from ingest.update import update
     from service.answer.build import embedder_for
 
@@ -156,3 +180,9 @@ def _update(
         f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
         "running service picks it up at its next request"
     )
+    index = result.index
+    if isinstance(index, LoadedIndex) and merge_due(index.manifest, settings.merge_above):
+        click.echo(
+            "the live changes have outgrown ZHICE_MERGE_ABOVE: run `zhice merge` (a running "
+            "service merges after its next update)"
+        )
