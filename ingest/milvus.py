@@ -235,6 +235,13 @@ def query(
         rows.close()
 
 
+def count(target: MilvusTarget, name: str, expr: str) -> int:
+    """How many rows match `expr`."""
+    with _calls(target, f"count rows of {name}"):
+        found = _ready(target, name).query(name, filter=expr, output_fields=["count(*)"])
+    return int(found[0]["count(*)"])
+
+
 def get(
     target: MilvusTarget, name: str, keys: Sequence[int], fields: Sequence[str]
 ) -> list[dict[str, Any]]:
