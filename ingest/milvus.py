@@ -235,11 +235,15 @@ def query(
         rows.close()
 
 
-def count(target: MilvusTarget, name: str, expr: str) -> int:
-    """How many rows match `expr`."""
-    with _calls(target, f"count rows of {name}"):
-        found = _ready(target, name).query(name, filter=expr, output_fields=["count(*)"])
-    return int(found[0]["count(*)"])
+def query_few(
+    target: MilvusTarget, name: str, expr: str, fields: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """At most `limit` (≤ 16,384) rows matching `expr`, in one call (no iterator)."""
+    with _calls(target, f"query {name}"):
+        found = _ready(target, name).query(
+            name, filter=expr, output_fields=[*fields, "pk"], limit=limit
+        )
+    return [dict(row) for row in found]
 
 
 def get(
