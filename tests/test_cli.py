@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from service.cli import cli
 from service.config import Settings
+from tests.conftest import store_env
 
 
 @pytest.fixture
@@ -17,6 +18,7 @@ def env(real_settings: Settings) -> dict[str, str]:
     return {
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
     }
 
 
