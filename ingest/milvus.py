@@ -235,6 +235,17 @@ def query(
         rows.close()
 
 
+def query_few(
+    target: MilvusTarget, name: str, expr: str, fields: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """At most `limit` (≤ 16,384) rows matching `expr`, in one call (no iterator)."""
+    with _calls(target, f"query {name}"):
+        found = _ready(target, name).query(
+            name, filter=expr, output_fields=[*fields, "pk"], limit=limit
+        )
+    return [dict(row) for row in found]
+
+
 def get(
     target: MilvusTarget, name: str, keys: Sequence[int], fields: Sequence[str]
 ) -> list[dict[str, Any]]:

@@ -1,12 +1,16 @@
 """Shared fixtures: a fake-model index for fast tests, the real model and a live server.
 
-`store` is the backend the real-model fixtures build and serve: tests in the modules
-of STORE_MODULES run once per backend (local, and Milvus — a milvus-lite server in its
-own process, as a deployment would run Milvus), every other test on the local store.
+`store` is the backend every fixture-built knowledge base lives on (fake-model and
+real-model alike): `local` unless ZHICE_TEST_STORE says otherwise — `milvus` (a
+milvus-lite server in its own process, as a deployment would run Milvus) or
+`local,milvus` for both. `make test` runs the suite on local, then, with
+ZHICE_TEST_STORE=milvus, again on Milvus: only the tests that use `store`; those marked
+`local_store` (they read the local index format itself) are skipped there, with reason.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -37,21 +41,34 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 QUESTIONS = ROOT / "eval" / "dev.jsonl"  # the tuning split
 STORES = ("local", "milvus")
-# Filters, collections, live updates, citations and refusal: run against both stores.
-STORE_MODULES = {
-    "tests.test_e2e",
-    "tests.test_filters_e2e",
-    "tests.test_answers_e2e",
-    "tests.test_updates_e2e",
-    "tests.test_collections_e2e",
-}
+TEST_STORES = tuple(os.environ.get("ZHICE_TEST_STORE", "local").split(","))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse an unknown ZHICE_TEST_STORE before anything runs."""
+    if not TEST_STORES or not set(TEST_STORES) <= set(STORES):
+        raise pytest.UsageError(f"ZHICE_TEST_STORE: a comma-separated subset of {STORES}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test built on `store` runs per backend in STORE_MODULES, else on local."""
+    """Every test built on `store` runs once per backend of ZHICE_TEST_STORE."""
     if "store" in metafunc.fixturenames:
-        stores = STORES if metafunc.module.__name__ in STORE_MODULES else ("local",)
-        metafunc.parametrize("store", stores, indirect=True, scope="session")
+        metafunc.parametrize("store", TEST_STORES, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the local store, keep only tests that use `store`; skip `local_store` ones."""
+    if "local" not in TEST_STORES:
+        uses = ["store" in getattr(item, "fixturenames", ()) for item in items]
+        config.hook.pytest_deselected(
+            items=[i for i, use in zip(items, uses, strict=True) if not use]
+        )
+        items[:] = [i for i, use in zip(items, uses, strict=True) if use]
+    for item in items:
+        marker = item.get_closest_marker("local_store")
+        callspec = getattr(item, "callspec", None)
+        if marker and callspec is not None and callspec.params.get("store") != "local":
+            item.add_marker(pytest.mark.skip(reason=f"local store only: {marker.args[0]}"))
 
 
 @pytest.fixture(scope="session")
@@ -115,17 +132,15 @@ def private_copy(
     corpus, index = root / "corpus", root / "index"
     shutil.copytree(settings.corpus_dir, corpus)
     shutil.copytree(settings.index_dir, index, symlinks=True)
-    copy = Settings(
-        corpus_dir=corpus,
-        index_dir=index,
-        **(store_settings(settings.store, request) | extra),
-    )
+    fields = {"corpus_dir": corpus, "index_dir": index} | store_settings(settings.store, request)
+    copy = Settings(**(settings.model_dump() | fields | extra))
     if copy.store == "milvus":
+        fake = copy.embedding_model == "fake-hash"
         ingest(
             copy.corpus_dir,
             copy.index_dir,
             copy.embedding_model,
-            lambda: request.getfixturevalue("real_qa").retriever.embedder,
+            HashEmbedder if fake else lambda: request.getfixturevalue("real_qa").retriever.embedder,
             backend=copy.embedding_backend,
             force=True,
             progress=False,
@@ -134,7 +149,19 @@ def private_copy(
     return copy
 
 
-def _fake_settings(root: Path) -> Settings:
+def index_fake(settings: Settings) -> None:
+    """Index settings' corpus with the fake embedder, on settings' store."""
+    ingest(
+        settings.corpus_dir,
+        settings.index_dir,
+        "fake-hash",
+        HashEmbedder,
+        progress=False,
+        milvus=settings.milvus_target(),
+    )
+
+
+def _fake_settings(root: Path, store: str, request: pytest.FixtureRequest) -> Settings:
     corpus = root / "corpus"
     shutil.copytree(CORPUS, corpus)
     # The fake embedder's similarities are not on e5's scale, so refusal is off here;
@@ -144,21 +171,23 @@ def _fake_settings(root: Path) -> Settings:
         index_dir=root / "index",
         embedding_model="fake-hash",
         refusal_threshold=0.0,
+        **store_settings(store, request),
     )
 
 
 @pytest.fixture
-def fake_settings(tmp_path: Path) -> Settings:
+def fake_settings(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> Settings:
     """A private copy of the bundled corpus, to be indexed with the fake embedder."""
-    return _fake_settings(tmp_path)
+    return _fake_settings(tmp_path, store, request)
 
 
 @pytest.fixture(scope="session")
-def fake_qa_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def fake_qa_settings(
+    tmp_path_factory: pytest.TempPathFactory, store: str, request: pytest.FixtureRequest
+) -> Settings:
     """The bundled corpus indexed once with the fake embedder (tests must not modify it)."""
-    settings = _fake_settings(tmp_path_factory.mktemp("fake"))
-    embedder = HashEmbedder()
-    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", lambda: embedder, progress=False)
+    settings = _fake_settings(tmp_path_factory.mktemp("fake"), store, request)
+    index_fake(settings)
     return settings
 
 
@@ -266,7 +295,7 @@ def tokenizer() -> Tokenizer:
 def gated(fake_settings: Settings) -> Iterator[Gated]:
     """A real server over a private corpus copy: one ingestion thread, two places waiting."""
     settings = Settings(**(fake_settings.model_dump() | {"ingest_queue": 2}))
-    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
+    index_fake(settings)
     embedder = GatedEmbedder()
     app = create_app(settings, qa=build_qa(settings, embedder))
     with running(app) as url:

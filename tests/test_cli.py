@@ -12,6 +12,7 @@ from ingest.pipeline import ingest
 from ingest.update import update
 from service.cli import cli
 from service.config import Settings
+from tests.conftest import store_env
 from tests.fakes import HashEmbedder
 
 
@@ -20,6 +21,7 @@ def env(real_settings: Settings) -> dict[str, str]:
     return {
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
     }
 
 

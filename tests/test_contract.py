@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.store import load_index
 from service.answer.build import with_index
 from service.answer.qa import QA
-from service.answer.store import LocalStore
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.config import Settings
+from tests.conftest import private_copy
 
 KEY = "k-0123456789abcdef"
 JSON_ROUTES = ["/ask", "/search", "/v1/chat/completions", "/feedback"]
@@ -154,6 +153,7 @@ def test_every_status_sent_is_documented(
     fake_qa_settings: Settings,
     fake_qa: QA,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     openapi: dict[str, Any],
     overrides: dict[str, Any],
     method: str,
@@ -162,14 +162,9 @@ def test_every_status_sent_is_documented(
     status: int,
 ) -> None:
     # A private copy of the indexed corpus, as updates change it.
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(fake_qa_settings.corpus_dir, corpus)
-    shutil.copytree(fake_qa_settings.index_dir, index, symlinks=True)
     given = {k: v for k, v in overrides.items() if k not in (TWICE, NOT_READY)}
-    settings = Settings(
-        **(fake_qa_settings.model_dump() | {"corpus_dir": corpus, "index_dir": index} | given)
-    )
-    qa = with_index(fake_qa, LocalStore(load_index(index, settings.embedding_model)), settings)
+    settings = private_copy(fake_qa_settings, tmp_path, request, **given)
+    qa = with_index(fake_qa, load_store(settings), settings)
     app = create_app(settings, qa=qa)
     with TestClient(app) as client:
         if NOT_READY in overrides:

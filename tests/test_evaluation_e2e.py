@@ -16,7 +16,7 @@ from service.answer.threshold import load_calibration
 from service.cli import cli
 from service.config import Settings
 from service.eval.evaluation import read_questions, run, summary
-from tests.conftest import QUESTIONS
+from tests.conftest import QUESTIONS, store_env
 from tests.test_report import check_png
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,11 @@ def index_copy(real_settings: Settings, tmp_path: Path) -> Path:
 
 def test_eval_report_and_calibration(real_settings: Settings, index_copy: Path) -> None:
     report_dir = index_copy.parent / "report"
-    env = {"ZHICE_INDEX_DIR": str(index_copy), "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir)}
+    env = {
+        "ZHICE_INDEX_DIR": str(index_copy),
+        "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
+    }
     args = ["eval", str(QUESTIONS), "--retriever", "hybrid", "--report", str(report_dir)]
     done = CliRunner().invoke(cli, [*args, "--calibrate"], env=env)
     assert done.exit_code == 0, done.output
@@ -95,6 +99,7 @@ def test_faq_calibration_writes_a_threshold_no_question_reaches(
         "ZHICE_INDEX_DIR": str(index_copy),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
         "ZHICE_FAQ_PATH": str(faq),
+        **store_env(real_settings),
     }
     args = ["eval", str(QUESTIONS), "--retriever", "bm25", "--calibrate-faq"]
     done = CliRunner().invoke(cli, args, env=env)
@@ -118,6 +123,7 @@ def test_eval_compares_splits_side_by_side(real_settings: Settings, tmp_path: Pa
     env = {
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
     }
     args = ["eval", str(first), str(second), "--report", str(tmp_path / "r")]
     done = CliRunner().invoke(cli, args, env=env)
@@ -143,6 +149,7 @@ def test_fit_writes_parameters_the_service_can_load(
     env = {
         "ZHICE_INDEX_DIR": str(real_settings.index_dir),
         "ZHICE_CORPUS_DIR": str(real_settings.corpus_dir),
+        **store_env(real_settings),
     }
     args = ["fit", "--questions", str(few), "--cmrc-trial", str(tmp_path / "none.json")]
     args += ["--out", str(out), "--selection-out", str(selection)]

@@ -84,14 +84,8 @@ def faq_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(real_settings: Settings, faq_path: Path, llm_url: str) -> Iterator[str]:
-    settings = Settings(
-        corpus_dir=real_settings.corpus_dir,
-        index_dir=real_settings.index_dir,
-        faq_path=faq_path,
-        llm_base_url=llm_url,
-        llm_model="fake",
-        llm_timeout=1.0,
-    )
+    llm = {"faq_path": faq_path, "llm_base_url": llm_url, "llm_model": "fake", "llm_timeout": 1.0}
+    settings = Settings(**(real_settings.model_dump() | llm))
     with running(create_app(settings)) as url:
         wait_for(url, "/readyz")
         yield url

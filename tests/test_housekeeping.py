@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ from service.answer.qa import QA
 from service.api.app import create_app
 from service.api.server import MAX_HEAD_BYTES, uvicorn_config
 from service.config import Settings
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, private_copy, wait_for
 
 
 @pytest.fixture
@@ -112,12 +111,9 @@ def _leftovers(settings: Settings) -> list[Path]:
 
 
 @pytest.fixture
-def kb(fake_qa_settings: Settings, tmp_path: Path) -> Settings:
+def kb(fake_qa_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """A private copy of the indexed corpus."""
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(fake_qa_settings.corpus_dir, corpus)
-    shutil.copytree(fake_qa_settings.index_dir, index, symlinks=True)
-    return Settings(**(fake_qa_settings.model_dump() | {"corpus_dir": corpus, "index_dir": index}))
+    return private_copy(fake_qa_settings, tmp_path, request)
 
 
 def test_leftovers_are_removed_at_startup(kb: Settings, fake_qa: QA) -> None:

@@ -15,11 +15,10 @@ from ingest.embedding import Vectors
 from ingest.errors import DocumentTooLargeError, UpdateCancelledError
 from ingest.limits import Budget, Limits
 from ingest.loaders import load_bytes, load_document
-from ingest.pipeline import ingest
 from ingest.store import current_version
 from ingest.update import update
 from service.config import Settings
-from tests.conftest import CORPUS, Gated
+from tests.conftest import CORPUS, Gated, index_fake
 from tests.fakes import HashEmbedder
 from tests.samples import docx_bomb, pdf
 
@@ -110,7 +109,7 @@ def _long_text(lines: int) -> bytes:
 
 def test_an_update_cancelled_midway_commits_nothing(fake_settings: Settings) -> None:
     settings = fake_settings
-    ingest(settings.corpus_dir, settings.index_dir, "fake-hash", HashEmbedder, progress=False)
+    index_fake(settings)
     version, files = current_version(settings.index_dir), sorted(os.listdir(settings.corpus_dir))
     budget = _budget()
     embedder = _CancellingEmbedder(budget.stop)
@@ -127,6 +126,7 @@ def test_an_update_cancelled_midway_commits_nothing(fake_settings: Settings) -> 
             data,
             budget=budget,
             batch_size=8,
+            milvus=settings.milvus_target(),
         )
     assert embedder.passage_batches == 1  # the batch under way, no more
     assert current_version(settings.index_dir) == version

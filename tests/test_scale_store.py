@@ -40,6 +40,8 @@ from service.answer.store import LocalStore
 from service.config import Settings
 from tests.fakes import HashEmbedder
 
+pytestmark = pytest.mark.local_store("FAISS/HNSW segments, delta files and memory-mapped loading")
+
 QUESTIONS = ("算力券怎么申请", "政务大模型的安全要求", "海口市人工智能产业", "数据要素市场建设")
 ADDED = "海口市人工智能产业发展计划\n\n海口市提出到2027年培育50家人工智能企业，建设算力中心。\n"
 REPLACED = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from service.answer.qa import QA
 from service.answer.store import load_store
 from service.api.app import create_app
 from service.config import Settings
-from tests.conftest import running
+from tests.conftest import private_copy, running
 
 pytestmark = pytest.mark.e2e
 
@@ -25,12 +24,9 @@ EXAMPLES, SEED = 30, 1
 
 
 def test_every_check_passes_on_every_operation(
-    real_settings: Settings, real_qa: QA, tmp_path: Path
+    real_settings: Settings, real_qa: QA, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(real_settings.corpus_dir, corpus)
-    shutil.copytree(real_settings.index_dir, index, symlinks=True)
-    kb = Settings(corpus_dir=corpus, index_dir=index)
+    kb = private_copy(real_settings, tmp_path, request)
     qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         run = subprocess.run(

@@ -14,14 +14,13 @@ from fastapi.testclient import TestClient
 
 from ingest.chunking import chunk_document
 from ingest.loaders import corpus_files, load_bytes, load_document
-from ingest.pipeline import ingest
 from ingest.screening import screen, screen_sentence
-from ingest.store import load_index
 from service.answer.build import build_qa
 from service.answer.qa import QA
+from service.answer.store import load_store
 from service.api.app import create_app
 from service.config import Settings
-from tests.conftest import CORPUS, Gated
+from tests.conftest import CORPUS, Gated, index_fake
 from tests.fakes import HashEmbedder
 
 KEY = "k-0123456789abcdef"
@@ -136,7 +135,7 @@ def test_a_planted_document_is_never_served(gated: Gated) -> None:
     assert ("instruction", INJECTION) in reasons and ("instruction", SYSTEM) in reasons
     assert ("solicitation", LURE) in reasons
     assert all(detail["text"][f["start"] : f["end"]] == f["text"] for f in detail["flagged"])
-    stored = load_index(gated.settings.index_dir, "fake-hash").documents["planted.txt"]
+    stored = load_store(gated.settings).documents["planted.txt"]
     assert len(stored.flags) == len(detail["flagged"])  # kept in documents.jsonl
 
 
@@ -185,7 +184,7 @@ def test_writes_are_disabled_on_an_open_address_without_keys(
 
 
 def test_with_keys_writes_work_on_an_open_address(fake_settings: Settings) -> None:
-    ingest(fake_settings.corpus_dir, fake_settings.index_dir, "fake-hash", HashEmbedder)
+    index_fake(fake_settings)
     qa = build_qa(fake_settings, HashEmbedder())
     with _client(fake_settings, qa, host="0.0.0.0", api_keys=KEY) as client:
         files = {"file": ("a.txt", "海口市提出建设3个智算中心。".encode(), "text/plain")}

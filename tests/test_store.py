@@ -14,6 +14,8 @@ from service.config import Settings
 from tests.fakes import HashEmbedder
 from tests.samples import scanned_pdf
 
+pytestmark = pytest.mark.local_store("the index directory's manifest, chunks.jsonl and FAISS file")
+
 
 def _ingest(
     settings: Settings, embedder: HashEmbedder, backend: str = "torch", **kwargs: bool

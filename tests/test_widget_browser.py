@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from service.answer.store import load_store
 from service.api.app import create_app
 from service.api.routes.feedback import feedback_path
 from service.config import Settings
-from tests.conftest import running
+from tests.conftest import private_copy, running
 from tests.test_updates_e2e import GBK_QUESTION, GBK_TEXT
 
 pytestmark = pytest.mark.e2e
@@ -235,13 +234,14 @@ def test_embed_snippet_opens_the_page(
 
 
 def test_a_collection_page_asks_and_cites_its_own_documents(
-    browser: WebDriver, real_settings: Settings, real_qa: QA, tmp_path: Path
+    browser: WebDriver,
+    real_settings: Settings,
+    real_qa: QA,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """`?collection=` (and the snippet's data-collection) choose the knowledge base."""
-    corpus, index = tmp_path / "corpus", tmp_path / "index"
-    shutil.copytree(real_settings.corpus_dir, corpus)
-    shutil.copytree(real_settings.index_dir, index, symlinks=True)
-    kb = Settings(corpus_dir=corpus, index_dir=index, collections_dir=tmp_path / "collections")
+    kb = private_copy(real_settings, tmp_path, request, collections_dir=tmp_path / "collections")
     qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         files = {"file": ("haikou.txt", GBK_TEXT.encode("gbk"))}
