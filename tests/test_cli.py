@@ -77,6 +77,7 @@ def test_bad_setting_is_a_usage_error() -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.local_store("merging the local index's delta segment")
 def test_merge_merges_the_live_changes_once(fake_settings: Settings) -> None:
     corpus, index = fake_settings.corpus_dir, fake_settings.index_dir
     ingest(corpus, index, "fake-hash", HashEmbedder, progress=False)

@@ -149,6 +149,7 @@ def _result(source: str) -> DocumentUpdate:
     return DocumentUpdate(action="add", source=source, chunks=1, embedded=1, documents=1, seconds=0)
 
 
+@pytest.mark.local_store("merging the local index's delta segment")
 def test_an_update_never_waits_for_the_merge_an_earlier_one_started(
     fake_settings: Settings,
 ) -> None:
