@@ -20,7 +20,6 @@ from ingest import milvus
 from ingest.catalog import load_catalog
 from ingest.errors import StoreUnavailableError
 from ingest.milvus_write import build_milvus
-from ingest.pipeline import ingest
 from ingest.types import Chunk, Document
 from ingest.update import update
 from service.answer.build import build_qa, with_index
@@ -32,7 +31,7 @@ from service.answer.store import load_store
 from service.api.app import create_app
 from service.cli import cli
 from service.config import Settings
-from tests.conftest import CORPUS, free_port, running
+from tests.conftest import CORPUS, free_port, index_fake, running
 from tests.fakes import HashEmbedder
 
 QUESTIONS = [
@@ -74,14 +73,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, QA]:
     pipelines = {}
     for store in ("local", "milvus"):
         settings = _settings(root, store)
-        ingest(
-            settings.corpus_dir,
-            settings.index_dir,
-            "fake-hash",
-            HashEmbedder,
-            progress=False,
-            milvus=settings.milvus_target(),
-        )
+        index_fake(settings)
         pipelines[store] = build_qa(settings, HashEmbedder())
     return pipelines
 
@@ -91,14 +83,7 @@ def kb(tmp_path: Path) -> Settings:
     """A private corpus on milvus-lite, embedded in this process."""
     shutil.copytree(CORPUS, tmp_path / "corpus")
     settings = _settings(tmp_path, "milvus")
-    ingest(
-        settings.corpus_dir,
-        settings.index_dir,
-        "fake-hash",
-        HashEmbedder,
-        progress=False,
-        milvus=settings.milvus_target(),
-    )
+    index_fake(settings)
     return settings
 
 
