@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         marker = item.get_closest_marker("local_store")
         callspec = getattr(item, "callspec", None)
-        if marker and callspec is not None and callspec.params.get("store") != "local":
+        if marker and callspec is not None and callspec.params.get("store", "local") != "local":
             item.add_marker(pytest.mark.skip(reason=f"local store only: {marker.args[0]}"))
 
 
