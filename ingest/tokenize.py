@@ -60,8 +60,7 @@ class Tokenizer:
     def anchors(self, text: str) -> list[str]:
         """Specific words of a question: places, Latin names, years and versions, ordinals."""
         plain = normalize(text)
-        with self._lock:
-            words = [w.strip() for w in self._jieba.cut(plain)]
+        words = [w.strip() for w in self.words(plain)]
         out = _MODEL_NAME.findall(plain) + ORDINAL.findall(plain)
         for word in words:
             if word in self.stopwords or word in out:

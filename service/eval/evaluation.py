@@ -121,7 +121,7 @@ def judge(q: Question, result: Result, seconds: float, relevant: int = 0) -> Out
     answer = normalize(result.answer)
     keywords_ok = all(normalize(k) in answer for k in q.keywords)
     quotes = [c.quote for c in result.citations]
-    citation_ok = any(e in quote or quote in e for quote in quotes if quote for e in q.evidence)
+    citation_ok = any(_on_evidence(q, quote) for quote in quotes if quote)
     return Outcome(
         question=q,
         ranks=ranks,
@@ -148,6 +148,11 @@ def _holds_evidence(q: Question, text: str) -> bool:
     return any(e in text for e in q.evidence)
 
 
+def _on_evidence(q: Question, quote: str) -> bool:
+    """True when a cited quote holds a gold evidence string or lies within one."""
+    return any(e in quote or quote in e for e in q.evidence)
+
+
 def _length_ratio(o: Outcome) -> float:
     """Characters of the answer (citation marks left out) per character of the gold's."""
     return len(normalize(strip_markers(o.answer))) / max(1, len(normalize(o.question.answer)))
@@ -160,9 +165,7 @@ def _unrelated_extra(o: Outcome) -> bool:
 
     def related(quote: str) -> bool:
         plain = normalize(quote)
-        return any(e in quote or quote in e for e in o.question.evidence) or any(
-            k in plain for k in keywords
-        )
+        return _on_evidence(o.question, quote) or any(k in plain for k in keywords)
 
     return len(o.quotes) > 1 and not all(related(q) for q in o.quotes)
 
