@@ -84,11 +84,13 @@ bench-scale: model
 	$(BIN)/python -m tests.bench_scale --sizes $(SIZES) --report reports/bench-scale
 
 # Abuse a real server on copies of the data (not part of `make test`): a DOCX bomb, an
-# upload flood, SOAK_SECONDS of 16 clients asking, SOAK_KILLS kill -9 trials.
-SOAK_SECONDS ?= 600
-SOAK_KILLS   ?= 20
+# upload flood, SOAK_SECONDS of 16 clients asking, schemathesis with SOAK_EXAMPLES per
+# operation, SOAK_KILLS kill -9 trials.
+SOAK_SECONDS  ?= 600
+SOAK_KILLS    ?= 20
+SOAK_EXAMPLES ?= 100
 soak: index
-	$(BIN)/python -m tests.soak --ask-seconds $(SOAK_SECONDS) --kills $(SOAK_KILLS)
+	$(BIN)/python -m tests.soak --ask-seconds $(SOAK_SECONDS) --examples $(SOAK_EXAMPLES) --kills $(SOAK_KILLS)
 
 clean:
 	rm -rf $(VENV) index .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import docx
 from PIL import Image
@@ -80,6 +80,11 @@ BOMB_PARAGRAPH = "<w:p><w:r><w:t>大模型政策推动人工智能产业发展�
 
 def docx_bomb(paragraph: bytes = BOMB_PARAGRAPH, paragraphs: int = 1_850_000) -> bytes:
     """A real DOCX whose body repeats one paragraph: small on the wire, huge unpacked."""
+    return wordml_docx(paragraph * 1000 for _ in range(paragraphs // 1000))
+
+
+def wordml_docx(body: Iterable[bytes]) -> bytes:
+    """A real DOCX whose body is the WordprocessingML given, written as it comes."""
     source = zipfile.ZipFile(io.BytesIO(docx_bytes([])))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -89,9 +94,9 @@ def docx_bomb(paragraph: bytes = BOMB_PARAGRAPH, paragraphs: int = 1_850_000) ->
                 archive.writestr(copy.copy(info), data)
                 continue
             head, _, tail = data.partition(b"<w:body>")
-            with archive.open("word/document.xml", "w") as body:
-                body.write(head + b"<w:body>")
-                for _ in range(paragraphs // 1000):
-                    body.write(paragraph * 1000)
-                body.write(tail)
+            with archive.open("word/document.xml", "w") as written:
+                written.write(head + b"<w:body>")
+                for part in body:
+                    written.write(part)
+                written.write(tail)
     return out.getvalue()

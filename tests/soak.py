@@ -4,14 +4,18 @@ Not part of `make test` (it takes minutes and its figures are timings). Against
 `zhice serve` in a child process, on a private copy of the corpus and index:
 
 1. a DOCX bomb (546 KB that unpacks to 150 MB): status, seconds, peak memory added;
-2. an upload flood, twice: 50 concurrent 5 MB uploads while probes and questions run
-   — the p50/p99 of /healthz and /ask during it, and every upload's status and
-   seconds — once with `Expect: 100-continue`, once sending bodies first;
-3. 16 clients asking questions for `--ask-seconds` (default 600);
-4. `--kills` (default 20) kill -9 trials: an upload under way, the server killed at a
+2. the worst DOCX the limits accept (text just under the allowance, every character
+   its own run, so markup near its allowance too): seconds to live, peak memory added;
+3. an upload flood, twice: 50 concurrent 5 MB uploads while probes and questions run
+   — the p50/p99 of /healthz and /ask during it, every upload's status and seconds,
+   then every accepted document asked about and the document list compared — once with
+   `Expect: 100-continue`, once sending bodies first;
+4. 16 clients asking questions for `--ask-seconds` (default 600);
+5. schemathesis with every check, `--examples` (default 100) per operation, fixed seed;
+6. `--kills` (default 20) kill -9 trials: an upload under way, the server killed at a
    random moment, restarted, and checked: the document whole or absent, no leftovers.
 
-    python -m tests.soak [--ask-seconds 600] [--kills 20]
+    python -m tests.soak [--ask-seconds 600] [--examples 100] [--kills 20]
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import httpx
 
@@ -42,7 +49,8 @@ from service.config import Settings
 from service.eval.evaluation import read_questions
 from tests.bench import percentiles, start_server
 from tests.conftest import CORPUS, QUESTIONS, ROOT
-from tests.samples import docx_bomb, docx_bytes
+from tests.samples import docx_bomb, docx_bytes, wordml_docx
+from tests.test_schemathesis_e2e import CONFIG as SCHEMATHESIS_CONFIG
 
 FLOOD = 50
 FLOOD_BYTES = 5 * 1024 * 1024
@@ -107,10 +115,16 @@ def _status_mb(pid: int, field: str) -> float:
     return 0.0
 
 
+def _reset_peak(pid: int) -> float:
+    """Start the process's peak memory (VmHWM) afresh at what it holds now, in MB."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return _rss_mb(pid)
+
+
 def bomb(url: str, pid: int) -> Rows:
     """Upload the 546 KB DOCX that unpacks to 150 MB; how fast and how much memory."""
     data = docx_bomb()
-    before = _peak_rss_mb(pid)
+    before = _reset_peak(pid)
     began = time.perf_counter()
     files = {"file": ("bomb.docx", data)}
     response = httpx.post(f"{url}/documents", files=files, timeout=120)
@@ -122,6 +136,49 @@ def bomb(url: str, pid: int) -> Rows:
         (
             f"DOCX bomb ({len(data) / 1e3:.0f} KB → {unpacked / 1e6:.0f} MB)",
             f"{response.status_code} {code} in {seconds:.2f} s; peak RSS +{added:.0f} MB",
+        )
+    ]
+
+
+def _largest_docx(settings: Settings) -> bytes:
+    """The reports' sentences shuffled into 96% of the text allowance, one run a character
+    (two XML elements each, near the markup allowance): the worst DOCX still accepted."""
+    sentences = [
+        s.strip() + "。"
+        for path in sorted(settings.corpus_dir.glob("*.txt"))
+        for s in path.read_text(encoding="utf-8").split("。")
+        if len(s.strip()) > 10
+    ]
+    random.Random(7).shuffle(sentences)
+    text = "".join(sentences * (settings.max_document_chars // sum(map(len, sentences)) + 1))
+    text = text[: int(settings.max_document_chars * 0.96)]
+
+    def paragraphs() -> Any:
+        for at in range(0, len(text), 120):
+            runs = (
+                f"<w:r><w:t>{escape(ch)}</w:t></w:r>" for ch in text[at : at + 120] if ch.strip()
+            )
+            yield ("<w:p>" + "".join(runs) + "</w:p>").encode()
+
+    return wordml_docx(paragraphs())
+
+
+def largest(url: str, pid: int, settings: Settings) -> Rows:
+    """Upload the worst DOCX the limits accept, wait until it is live, then delete it."""
+    data = _largest_docx(settings)
+    before = _reset_peak(pid)
+    began = time.perf_counter()
+    response = httpx.post(f"{url}/documents", files={"file": ("largest.docx", data)}, timeout=1800)
+    seconds = time.perf_counter() - began
+    added = _peak_rss_mb(pid) - before
+    body = response.json()
+    httpx.delete(f"{url}/documents/largest.docx", timeout=600)
+    what = f"{body.get('chunks', '?')} chunks" if response.is_success else body["error"]["code"]
+    return [
+        (
+            f"largest accepted DOCX ({len(data) / 1e6:.1f} MB, "
+            f"{settings.max_document_chars * 0.96:,.0f} characters)",
+            f"{response.status_code} ({what}) live in {seconds:.1f} s; peak RSS +{added:.0f} MB",
         )
     ]
 
@@ -144,6 +201,7 @@ def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
     """
     documents = [_flood_document(n) for n in range(FLOOD)]
     prefix = "expecting" if expect_continue else "eager"
+    listed = _documents(url)
     health = Probe(url, lambda http: http.get("/healthz"))
     ask = Probe(url, lambda http: http.post("/ask", json={"question": random.choice(questions)}))
     threads = [health.run(pause=0.02), ask.run()]
@@ -171,9 +229,10 @@ def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
     began = time.perf_counter()
     with ThreadPoolExecutor(FLOOD) as pool:
         answers = list(pool.map(upload, range(FLOOD)))
-    jobs = [job for status, _, job in answers if status == 202 and job]
-    outcomes = Counter(_finish(url, job) for job in jobs)
+    jobs = {n: job for n, (status, _, job) in enumerate(answers) if status == 202 and job}
+    outcomes = Counter(_finish(url, job) for job in jobs.values())
     drained = time.perf_counter() - began
+    accepted = {f"{prefix}-{n}.docx": n for n in jobs}
     health.stop.set()
     ask.stop.set()
     for thread in threads:
@@ -199,7 +258,30 @@ def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
         ),
         ("  /healthz during the flood", _figures(health.latencies) + _failed(health)),
         ("  /ask during the flood", _figures(ask.latencies) + _failed(ask)),
+        ("  afterwards", _afterwards(url, listed, accepted)),
     ]
+
+
+def _documents(url: str) -> dict[str, int]:
+    """Every document served, with its number of chunks."""
+    listed = httpx.get(f"{url}/documents", timeout=30).json()["documents"]
+    return {d["source"]: d["chunks"] for d in listed}
+
+
+def _afterwards(url: str, before: dict[str, int], accepted: dict[str, int]) -> str:
+    """Whether each accepted upload is answered from, and nothing else changed."""
+    answered = 0
+    for name, n in accepted.items():
+        question = f"第{n}号洪峰文件第7条说明了什么？"
+        body = httpx.post(f"{url}/ask", json={"question": question}, timeout=30).json()
+        answered += any(c["source"] == name for c in body["citations"])
+    now = _documents(url)
+    added = {name: chunks for name, chunks in now.items() if name not in before}
+    others = {name: now.get(name) for name in before}
+    unchanged = set(added) == set(accepted) and others == before
+    return f"{answered} of {len(accepted)} accepted documents answered from, with a citation; " + (
+        "the others unchanged" if unchanged else f"CHANGED: added {sorted(added)}"
+    )
 
 
 def _post(request: httpx.Request) -> tuple[int, bytes]:
@@ -284,6 +366,41 @@ def ask_load(url: str, questions: list[str], seconds: float, pid: int) -> Rows:
     ]
 
 
+def schemathesis(url: str, examples: int) -> Rows:
+    """Every schemathesis check on every operation, as the CI test runs it but longer."""
+    with tempfile.TemporaryDirectory() as workdir:
+        began = time.perf_counter()
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--config-file",
+                str(SCHEMATHESIS_CONFIG),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(examples),
+                "--seed",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+        )
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    summary = next((line for line in reversed(lines) if "passed" in line or "failed" in line), "")
+    return [
+        (
+            f"schemathesis -c all, {examples} examples, seed 1",
+            f"exit {run.returncode} in {time.perf_counter() - began:.0f} s: {summary.strip('= ')}",
+        )
+    ]
+
+
 def kills(settings: Settings, trials: int) -> Rows:
     """kill -9 while an upload is under way; restart; the document is whole or absent."""
     outcomes: Counter[str] = Counter()
@@ -358,6 +475,7 @@ def main() -> None:
     """Run every scenario and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ask-seconds", type=float, default=600)
+    parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--kills", type=int, default=20)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="zhice-soak-"))
@@ -370,10 +488,11 @@ def main() -> None:
     try:
         rows.append(("startup to ready", f"{startup:.1f} s"))
         rows += bomb(url, proc.pid)
+        rows += largest(url, proc.pid, settings)
         rows += flood(url, questions, expect_continue=True)
         rows += flood(url, questions, expect_continue=False)
         rows += ask_load(url, questions, args.ask_seconds, proc.pid)
-        rows.append(("server peak RSS", f"{_peak_rss_mb(proc.pid):.0f} MB"))
+        rows += schemathesis(url, args.examples)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
