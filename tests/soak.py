@@ -183,10 +183,10 @@ def largest(url: str, pid: int, settings: Settings) -> Rows:
     ]
 
 
-def _flood_document(n: int) -> bytes:
+def _flood_document(flood: str, n: int) -> bytes:
     """A real 5 MB DOCX: a few dozen paragraphs to index, and 5 MB of media beside them."""
-    paragraphs = [f"第{n}号洪峰文件第{k}条：示范项目建设与保障措施说明。" for k in range(40)]
-    out = io.BytesIO(docx_bytes(paragraphs, heading=f"第{n}号洪峰文件"))
+    paragraphs = [f"{flood}第{n}号洪峰文件第{k}条：示范项目建设与保障措施说明。" for k in range(40)]
+    out = io.BytesIO(docx_bytes(paragraphs, heading=f"{flood}第{n}号洪峰文件"))
     with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
         archive.writestr("word/media/scan.bin", os.urandom(FLOOD_BYTES))
     return out.getvalue()
@@ -199,8 +199,9 @@ def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
     large bodies) and their bodies only once told to; else, as httpx and browsers do,
     the whole body first — so a refused upload's answer waits for its own sending.
     """
-    documents = [_flood_document(n) for n in range(FLOOD)]
     prefix = "expecting" if expect_continue else "eager"
+    label = "甲组" if expect_continue else "乙组"  # each flood's documents its own words
+    documents = [_flood_document(label, n) for n in range(FLOOD)]
     listed = _documents(url)
     health = Probe(url, lambda http: http.get("/healthz"))
     ask = Probe(url, lambda http: http.post("/ask", json={"question": random.choice(questions)}))
@@ -258,7 +259,7 @@ def flood(url: str, questions: list[str], expect_continue: bool) -> Rows:
         ),
         ("  /healthz during the flood", _figures(health.latencies) + _failed(health)),
         ("  /ask during the flood", _figures(ask.latencies) + _failed(ask)),
-        ("  afterwards", _afterwards(url, listed, accepted)),
+        ("  afterwards", _afterwards(url, listed, accepted, label)),
     ]
 
 
@@ -268,11 +269,11 @@ def _documents(url: str) -> dict[str, int]:
     return {d["source"]: d["chunks"] for d in listed}
 
 
-def _afterwards(url: str, before: dict[str, int], accepted: dict[str, int]) -> str:
+def _afterwards(url: str, before: dict[str, int], accepted: dict[str, int], label: str) -> str:
     """Whether each accepted upload is answered from, and nothing else changed."""
     answered = 0
     for name, n in accepted.items():
-        question = f"第{n}号洪峰文件第7条说明了什么？"
+        question = f"{label}第{n}号洪峰文件第7条说明了什么？"
         body = httpx.post(f"{url}/ask", json={"question": question}, timeout=30).json()
         answered += any(c["source"] == name for c in body["citations"])
     now = _documents(url)
