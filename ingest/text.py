@@ -10,6 +10,8 @@ from collections.abc import Iterator
 # Sentence ends: Chinese and ASCII terminal punctuation, the Chinese semicolon and
 # the ellipsis; closing quotes/brackets right after an end belong to that sentence.
 _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]】]*|\n+")
+# A title in book-title marks is never cut, whatever it holds: 《卡拉OK.LIVE！‧台北‧我》.
+_BOOK_TITLE = re.compile(r"《[^《》\n]{1,80}》")
 
 
 def decode(data: bytes) -> str:
@@ -59,7 +61,10 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
     """Yield (start, end) of each sentence in text[start:end], whitespace trimmed."""
     stop = len(text) if end is None else end
     pos = start
+    titles = [m.span() for m in _BOOK_TITLE.finditer(text, start, stop)]
     for match in _SENTENCE_END.finditer(text, start, stop):
+        if any(a < match.start() < b for a, b in titles):
+            continue
         cut = match.start() if match.group().startswith("\n") else match.end()
         yield from _trimmed(text, pos, cut)
         pos = match.end()

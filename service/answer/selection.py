@@ -37,6 +37,9 @@ class Clues:
     contrast: float  # coverage with each term weighed also by how few sentences read hold it
     below_best: float  # how far its coverage falls short of the best sentence read
     contrast_share: float  # its contrast over the best sentence's
+    # The same share as sentence_coverage, over the question's terms its document's
+    # opening lacks: what the question asks beyond the subject the document is about.
+    beyond_opening: float
 
     def vector(self) -> list[float]:
         """The features in declaration order."""
