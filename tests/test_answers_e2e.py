@@ -48,6 +48,18 @@ def test_an_enumeration_is_answered_to_its_last_item(
     assert len(result.citations) >= len(items)
 
 
+def test_each_part_of_a_compound_question_is_answered_to_its_last_item(real_qa: QA) -> None:
+    # Two asks, each of an enumeration; the second opens on a sentence that only
+    # announces its items ("需重点关注四个核心性能"), numbered 1–4 after it.
+    result = real_qa.ask(
+        "白皮书指出大模型落地面临哪些挑战？构建和运营智算集群需要重点关注哪四个性能？", 5
+    )
+    assert result.intent == "multi"
+    for item in ("供不应求", "幻觉问题", "同质化", "有效性", "稳定性", "低碳性", "可用性"):
+        assert item in result.answer, result.answer
+    assert len(result.citations) >= 8
+
+
 def test_a_nearby_enumeration_of_something_else_is_not_followed(real_qa: QA) -> None:
     # 002 numbers its trends (一是…四是) right after its challenges; asked for the
     # challenges, the trends' later items are not appended.

@@ -376,36 +376,41 @@ class Composer:
         answered is the whole question refused.
         """
         chosen: list[Candidate] = []
-        answers: list[tuple[Part, Candidate | None]] = []
+        answers: list[tuple[Part, list[Candidate]]] = []
         features: list[Features | None] = []
         for (part, need), found in zip(reading.needs, hits, strict=True):
             assert part is not None
             with scoring:
                 candidates = self._candidates(need, found[:_READ_PASSAGES])
             fresh = [c for c in candidates if not _overlaps(c, chosen)]
-            best = (fresh or candidates)[:1]
+            # Each part is answered as the question it is: a runner-up as close as a fact
+            # answer's, every item of a list or of an enumeration it asks for.
+            intent = "list" if is_list_question(part.text) else "fact"
+            mine = _choose(fresh or candidates, intent) if candidates else []
+            if mine and _ENUMERATES.search(part.text):
+                mine = self._enumerated(part.text, mine)
             with scoring:
-                part_features = self.features(need, found, best, "fact") if best else None
+                part_features = self.features(need, found, mine, intent) if mine else None
                 probability = self.scorer.probability(part_features) if part_features else 0.0
             features.append(part_features)
-            if best and probability >= self.threshold:
-                if not _overlaps(best[0], chosen):
-                    chosen.append(best[0])
-                answers.append((part, best[0]))
+            if mine and probability >= self.threshold:
+                chosen.extend(c for c in mine if not _overlaps(c, chosen))
+                answers.append((part, mine))
             else:
-                answers.append((part, None))
+                answers.append((part, []))
         evidence = mean_probability(self.scorer, features)
         if not chosen:
             return _refusal(evidence, "multi", tuple(features))
         citations = self._citations(chosen)
-        lines = []
-        for part, candidate in answers:
-            if candidate is None:
+        lines: list[str] = []
+        for part, mine in answers:
+            if not mine:
                 lines.append(f"（{part.text}：{NOT_FOUND}）")
                 continue
-            n = next(i for i, c in enumerate(chosen, start=1) if _overlaps(candidate, [c]))
-            if f"[{n}]" not in "".join(lines):
-                lines.append(f"{chosen[n - 1].display}[{n}]")
+            for candidate in mine:
+                n = next(i for i, c in enumerate(chosen, start=1) if _overlaps(candidate, [c]))
+                if f"[{n}]" not in "".join(lines):
+                    lines.append(f"{chosen[n - 1].display}[{n}]")
         return Answer(
             text="".join(lines),
             refused=False,
@@ -578,13 +583,20 @@ class Composer:
         return out
 
     def _continuation(self, opener: Candidate) -> list[Candidate]:
-        style = next((st for st in _ENUMERATION if st.first.search(opener.display)), None)
-        if style is None:
-            return []
+        """The items after an opener holding the first ("…：一是…"), or after one that
+        announces them ("需重点关注四个核心性能", then "1 有效性…")."""
         text = self.documents[opener.chunk.source].text
         window = min(len(text), opener.end + _ENUMERATION_WINDOW)
-        found: list[Candidate] = []
         expected = 2
+        style = next((st for st in _ENUMERATION if st.first.search(opener.display)), None)
+        if style is None:
+            after = next(sentence_spans(text, opener.end, window), None)
+            following = text[after[0] : after[1]] if after else ""
+            style = next((st for st in _ENUMERATION if st.item(1).match(following)), None)
+            expected = 1
+        if style is None:
+            return []
+        found: list[Candidate] = []
         for start, end in sentence_spans(text, opener.end, window):
             display = " ".join(text[start:end].split())
             if not display:
