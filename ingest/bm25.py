@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ingest.tables import mapped
+
 K1 = 1.2
 B = 0.75
 _ARRAYS = ("indptr", "docs", "tf", "lengths")
@@ -150,12 +152,7 @@ class Postings:
     def load(cls, directory: Path) -> Postings:
         """Read a segment written by save(), its arrays memory-mapped."""
         terms = json.loads((directory / "bm25_terms.json").read_text(encoding="utf-8"))
-        # Plain arrays over the mapping: slicing a np.memmap builds a memmap object per
-        # slice, which cost more than the scoring (a millisecond a question).
-        arrays = [
-            np.load(directory / f"bm25_{name}.npy", mmap_mode="r").view(np.ndarray)
-            for name in _ARRAYS
-        ]
+        arrays = [mapped(directory / f"bm25_{name}.npy") for name in _ARRAYS]
         return cls(terms, *arrays)
 
 

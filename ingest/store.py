@@ -34,7 +34,14 @@ from ingest.bm25 import BM25, Postings
 from ingest.bm25 import FILES as BM25_FILES
 from ingest.embedding import same_vectors
 from ingest.errors import IndexIncompatibleError, IndexMissingError
-from ingest.tables import SEGMENT_FILES, ChunkSegment, ChunkTable, DocumentTable, write_segment
+from ingest.tables import (
+    SEGMENT_FILES,
+    ChunkSegment,
+    ChunkTable,
+    DocumentTable,
+    mapped,
+    write_segment,
+)
 from ingest.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -212,8 +219,7 @@ class VectorIndex:
         """Read segments written by `save` (later ones without HNSW), memory-mapped."""
         import faiss
 
-        # Mapped, read as plain arrays (np.memmap slices are slow to make).
-        segments = [np.load(d / VECTORS, mmap_mode="r").view(np.ndarray) for d in directories]
+        segments = [mapped(d / VECTORS) for d in directories]
         ann = None
         if params:
             flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY  # vectors mapped

@@ -25,6 +25,13 @@ import numpy.typing as npt
 
 from ingest.types import Chunk, Document, effective_metadata
 
+
+def mapped(path: Path) -> npt.NDArray[Any]:
+    """A saved array memory-mapped, read as a plain array: slicing a np.memmap builds a
+    memmap object per slice, which costs more than the work done on the slice."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
 Facet = tuple[tuple[str, str], ...]
 _DOCUMENT_CACHE = 64
 
@@ -96,10 +103,9 @@ class ChunkSegment:
 
     def __init__(self, directory: Path) -> None:
         self.lines = _Lines(directory / "chunks.jsonl")
-        # Mapped, read as plain arrays (np.memmap slices are slow to make).
-        self.offsets = np.load(directory / "chunks_offsets.npy", mmap_mode="r").view(np.ndarray)
-        self.sources = np.load(directory / "chunks_sources.npy", mmap_mode="r").view(np.ndarray)
-        self.facets = np.load(directory / "chunks_facets.npy", mmap_mode="r").view(np.ndarray)
+        self.offsets = mapped(directory / "chunks_offsets.npy")
+        self.sources = mapped(directory / "chunks_sources.npy")
+        self.facets = mapped(directory / "chunks_facets.npy")
         names = json.loads((directory / "facets.json").read_text(encoding="utf-8"))
         self.source_names: list[str] = names["sources"]
         self.facet_values: list[Facet] = [tuple(map(tuple, f)) for f in names["facets"]]
