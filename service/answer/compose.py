@@ -186,11 +186,16 @@ class Reading:
     intent: str
     needs: tuple[tuple[Part | None, _Need], ...]
 
+    def parts(self) -> list[tuple[str, Sequence[str]]]:
+        """Each part's text and tokens, to retrieve for it; [] for a single question."""
+        return [(part.text, need.tokens) for part, need in self.needs if part is not None]
+
 
 @dataclass(frozen=True)
 class _Need:
     """What the question asks for, derived once per question."""
 
+    tokens: Sequence[str]  # the question's (or part's), as the tokenizer cut them
     weights: Mapping[str, float]  # question term -> idf
     anchors: Sequence[str]
     wants: re.Pattern[str] | None
@@ -349,6 +354,7 @@ class Composer:
 
     def _need(self, question: str, tokens: Sequence[str], anchors: Sequence[str] = ()) -> _Need:
         return _Need(
+            tokens=tokens,
             weights={t: self.bm25.term_idf(t) for t in set(tokens)},
             anchors=list(anchors) or self.tokenizer.anchors(question),
             wants=_wanted_answer(question),

@@ -176,7 +176,7 @@ class QA:
             reading, scope = listed
         else:
             reading, scope = self.composer.read(rewritten.question, prepared.tokens), where
-            parts = [self.retriever.prepare(p.text, mode) for p, _ in reading.needs if p]
+            parts = [self.retriever.prepare(text, mode, tokens) for text, tokens in reading.parts()]
         read = time.perf_counter()
         faq_question = rewritten.question if scope is None or scope.empty else None
         found = self._retrieve(prepared, top_k, scope, mode, faq_question)

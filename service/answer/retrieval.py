@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
@@ -96,10 +96,12 @@ class Retriever:
         """Document names in the index."""
         return self.store.documents.keys()
 
-    def prepare(self, text: str, mode: Mode = "hybrid") -> Query:
-        """Tokenise and (unless BM25-only) start embedding a question."""
+    def prepare(
+        self, text: str, mode: Mode = "hybrid", tokens: Sequence[str] | None = None
+    ) -> Query:
+        """Tokenise (unless `tokens` are given) and, unless BM25-only, start embedding."""
         encoding = None if mode == "bm25" else Encoding(self.embedder.submit_query(text))
-        tokens = self.tokenizer.tokenize(text)
+        tokens = self.tokenizer.tokenize(text) if tokens is None else list(tokens)
         synonyms = self.tokenizer.expand(tokens)[len(set(tokens)) :]
         return Query(text, tokens, encoding, synonyms)
 
