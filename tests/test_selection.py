@@ -83,3 +83,17 @@ def test_the_composer_ranks_sentences_by_the_selector(real_qa: QA) -> None:
     # Told to prefer the first passage, or the last, the composer does as it is told.
     assert first_with(_selector(passage=5.0)) == 1.0
     assert first_with(_selector(passage=-5.0)) < 1.0
+
+
+@pytest.mark.e2e
+def test_the_document_clue_ranks_reports_not_passages(real_qa: QA) -> None:
+    # Sentences of a report's second passage are not penalised as a second report's.
+    question = "北京到2025年人工智能产业规模要达到多少？"
+    prepared = real_qa.retriever.prepare(question)
+    hits = real_qa.retriever.search(prepared, 10)
+    reports = list(dict.fromkeys(h.chunk.source for h in hits[:5]))
+    ranked = real_qa.composer.candidates(question, prepared.tokens, hits)
+    for candidate in ranked:
+        assert candidate.clues is not None
+        assert candidate.clues.document == 1.0 / (reports.index(candidate.chunk.source) + 1)
+        assert candidate.clues.document >= candidate.clues.passage

@@ -139,6 +139,7 @@ class _Read:
 
     chunk: Chunk
     rank: int  # of its passage among those read
+    document_rank: int  # of its document among the documents of the passages read
     start: int
     end: int
     display: str
@@ -515,6 +516,7 @@ class Composer:
                 sentence_coverage=self._coverage(need.weights, plain),
                 bigrams=_ratio([p for p in need.pairs if p in plain], list(need.pairs)),
                 passage=1.0 / r.rank,
+                document=1.0 / r.document_rank,
                 anchors=_share(need.anchors, r.text),
                 typed=float(typed),
                 focus=float(not need.focus or self._present(need.focus, plain)),
@@ -549,6 +551,7 @@ class Composer:
         out: list[_Read] = []
         places = [a for a in need.anchors if a in self.tokenizer.places]
         ordinals = [a for a in need.anchors if ORDINAL.fullmatch(a)]
+        documents = {s: n for n, s in enumerate(dict.fromkeys(h.chunk.source for h in hits), 1)}
         for rank, hit in enumerate(hits, start=1):
             for start, end, display in self._spans(hit.chunk):
                 key = (hit.chunk.source, start, end)
@@ -561,7 +564,8 @@ class Composer:
                 if ordinals and _elsewhere(ordinals, ORDINAL.findall(plain), plain):
                     continue
                 text = normalize(f"{hit.chunk.title}\n{hit.chunk.context}\n{display}")
-                out.append(_Read(hit.chunk, rank, start, end, display, plain, text))
+                document = documents[hit.chunk.source]
+                out.append(_Read(hit.chunk, rank, document, start, end, display, plain, text))
         return out
 
     def _enumerated(self, question: str, chosen: Sequence[Candidate]) -> list[Candidate]:

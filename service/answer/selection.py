@@ -27,6 +27,7 @@ class Clues:
     sentence_coverage: float  # the same in the sentence alone
     bigrams: float  # share of the question's character pairs found in the sentence
     passage: float  # 1 / rank of the sentence's passage among those read
+    document: float  # 1 / rank of its document among the documents of the passages read
     anchors: float  # share of the question's anchors (places, names, years) present
     typed: float  # 1 when it holds the kind of answer asked (an amount, a date), or none asked
     focus: float  # 1 when it names what a "how much" question measures, or nothing measured
