@@ -44,7 +44,7 @@ from ingest.errors import (
     LastDocumentError,
 )
 from ingest.limits import Budget
-from ingest.merge import remove_stale_merges
+from ingest.merge import merge_due, remove_stale_merges
 from ingest.store import (
     Delta,
     LoadedIndex,
@@ -84,6 +84,11 @@ class UpdateResult:
     embedded: int
     seconds: float
     index: LoadedIndex | Catalog
+
+    def merge_due(self, merge_above: int) -> bool:
+        """Whether the local index it left has outgrown `merge_above` (`ingest.merge`);
+        never for Milvus, which has no delta segment."""
+        return isinstance(self.index, LoadedIndex) and merge_due(self.index.manifest, merge_above)
 
 
 def update(

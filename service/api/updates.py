@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from ingest.limits import Budget
 from ingest.loaders import load_bytes, with_stated
-from ingest.merge import merge, merge_due
-from ingest.store import LoadedIndex
+from ingest.merge import merge
 from ingest.update import Action, update
 from service.answer.store import store_of
 from service.api.schemas.core import DocumentUpdate
@@ -61,9 +60,7 @@ def apply_update(state: AppState, request: UpdateRequest, stop: threading.Event)
         milvus=settings.milvus_target(),
     )
     state.install(store_of(result.index), request.collection)
-    if isinstance(result.index, LoadedIndex) and merge_due(
-        result.index.manifest, settings.merge_above
-    ):
+    if result.merge_due(settings.merge_above):
         start_merge(state, request.collection)
     return DocumentUpdate(
         action=request.action,

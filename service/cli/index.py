@@ -156,8 +156,6 @@ def _update(
     data: bytes | None,
     budget: Budget | None = None,
 ) -> None:
-    from ingest.merge import merge_due
-    from ingest.store import LoadedIndex
     from ingest.update import update
     from service.answer.build import embedder_for
 
@@ -180,8 +178,7 @@ def _update(
         f"documents and {result.chunks} chunks in the index ({result.seconds:.1f} s); a "
         "running service picks it up at its next request"
     )
-    index = result.index
-    if isinstance(index, LoadedIndex) and merge_due(index.manifest, settings.merge_above):
+    if result.merge_due(settings.merge_above):
         click.echo(
             "the live changes have outgrown ZHICE_MERGE_ABOVE: run `zhice merge` (a running "
             "service merges after its next update)"
