@@ -29,7 +29,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,7 +49,7 @@ from service.eval.evaluation import read_questions
 from tests.bench import percentiles, start_server
 from tests.conftest import CORPUS, QUESTIONS, ROOT
 from tests.samples import docx_bomb, docx_bytes, wordml_docx
-from tests.test_schemathesis_e2e import CONFIG as SCHEMATHESIS_CONFIG
+from tests.test_schemathesis_e2e import command as schemathesis_command
 
 FLOOD = 50
 FLOOD_BYTES = 5 * 1024 * 1024
@@ -372,22 +371,7 @@ def schemathesis(url: str, examples: int) -> Rows:
     with tempfile.TemporaryDirectory() as workdir:
         began = time.perf_counter()
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "schemathesis.cli",
-                "--config-file",
-                str(SCHEMATHESIS_CONFIG),
-                "run",
-                f"{url}/openapi.json",
-                "--checks",
-                "all",
-                "--max-examples",
-                str(examples),
-                "--seed",
-                "1",
-                "--no-color",
-            ],
+            schemathesis_command(url, examples, seed=1),
             capture_output=True,
             text=True,
             cwd=workdir,
@@ -447,7 +431,7 @@ def _quietly_upload(url: str, name: str, data: bytes) -> None:
 
 def _after_kill(settings: Settings, url: str, name: str, before: set[str]) -> tuple[str, str]:
     """("whole" or "absent", what is wrong if anything) once the server has restarted."""
-    served = {d["source"] for d in httpx.get(f"{url}/documents", timeout=30).json()["documents"]}
+    served = set(_documents(url))
     index = load_index(settings.index_dir, settings.embedding_model, settings.embedding_backend)
     leftovers = [p.name for p in settings.corpus_dir.iterdir() if p.name.startswith(".upload-")]
     leftovers += [

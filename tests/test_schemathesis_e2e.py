@@ -23,6 +23,26 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES, SEED = 30, 1
 
 
+def command(url: str, examples: int = EXAMPLES, seed: int = SEED) -> list[str]:
+    """schemathesis with every check on every operation of the server at `url`."""
+    return [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--no-color",
+    ]
+
+
 def test_every_check_passes_on_every_operation(
     real_settings: Settings, real_qa: QA, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -30,22 +50,7 @@ def test_every_check_passes_on_every_operation(
     qa = with_index(real_qa, load_store(kb), kb)
     with running(create_app(kb, qa=qa)) as url:
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "schemathesis.cli",
-                "--config-file",
-                str(CONFIG),
-                "run",
-                f"{url}/openapi.json",
-                "--checks",
-                "all",
-                "--max-examples",
-                str(EXAMPLES),
-                "--seed",
-                str(SEED),
-                "--no-color",
-            ],
+            command(url),
             capture_output=True,
             text=True,
             timeout=600,
